@@ -1,0 +1,218 @@
+//! Allocation statistics that cost the hot path one thread-local increment.
+//!
+//! Each thread owns a `CounterBlock` from a global, never-freed list: only the
+//! owner writes it (a relaxed load and store, no locked instruction), any
+//! thread may sum all blocks. A block is recycled when its thread exits, with
+//! its counts kept, so the list is as long as the most threads ever alive at
+//! once. Rare events (deferrals, copies) use global atomics.
+
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
+
+use crate::sys;
+
+/// The per-thread counters on the fast path.
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub(crate) enum Hot {
+    PymemAllocs,
+    PymemFrees,
+    PrivateAllocs,
+    PrivateFrees,
+}
+const HOT_COUNT: usize = 4;
+
+/// Events on slow paths, counted in shared atomics.
+pub(crate) static DEFERRED_QUEUED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static DEFERRED_FREED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static DEFERRED_ORPHANED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static REHOMED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PENDING_CALLS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static INVALID_POINTERS: AtomicU64 = AtomicU64::new(0);
+
+/// A snapshot of pyalloc's counters (`pyalloc_stats` in C).
+///
+/// Blocks that C allocated with `PyMem_Malloc` and pyalloc released count as
+/// frees without a matching alloc, so `allocs - frees` is not a live count.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Blocks allocated with `PyMem_Malloc`/`PyMem_Calloc` (GIL held).
+    pub pymem_allocs: u64,
+    /// Blocks released with `PyMem_Free`, directly or from the deferred queue.
+    pub pymem_frees: u64,
+    /// Blocks allocated from the system allocator (no GIL, or no interpreter).
+    pub private_allocs: u64,
+    /// Private blocks released.
+    pub private_frees: u64,
+    /// Pymem blocks released on a thread without the GIL and not yet freed.
+    pub deferred_pending: u64,
+    /// Deferred pymem blocks freed later by a GIL holder.
+    pub deferred_freed: u64,
+    /// Deferred pymem blocks left unfreed because their interpreter had
+    /// finalized (freeing them into a later interpreter would corrupt it).
+    pub deferred_orphaned: u64,
+    /// Private blocks copied into `PyMem_Malloc` blocks so that C can
+    /// `PyMem_Free` them.
+    pub rehomed: u64,
+    /// `Py_AddPendingCall` drains scheduled because the deferred queue grew.
+    pub pending_calls: u64,
+    /// Pointers that cannot have come from pyalloc or `PyMem_Malloc`
+    /// (not 8-byte aligned), refused by `pyalloc_free`/`pyalloc_realloc`.
+    pub invalid_pointers: u64,
+}
+
+#[repr(C, align(64))]
+struct CounterBlock {
+    counts: [AtomicU64; HOT_COUNT],
+    in_use: AtomicBool,
+    /// Written once before the block is published, immutable after.
+    next: AtomicPtr<CounterBlock>,
+}
+
+impl CounterBlock {
+    const fn new(in_use: bool) -> Self {
+        CounterBlock {
+            counts: [const { AtomicU64::new(0) }; HOT_COUNT],
+            in_use: AtomicBool::new(in_use),
+            next: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+}
+
+/// Every thread's block, newest first.
+static BLOCKS: AtomicPtr<CounterBlock> = AtomicPtr::new(ptr::null_mut());
+/// Shared by threads that have no block (thread-local storage already torn
+/// down, or no memory for a block); updated with `fetch_add`.
+static SHARED: CounterBlock = CounterBlock::new(true);
+
+/// This thread's block; gives it back to the list when the thread exits.
+struct Owner(Cell<*const CounterBlock>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(block) = block_ref(self.0.get()) {
+            block.in_use.store(false, Release);
+        }
+    }
+}
+
+thread_local! {
+    static OWNER: Owner = const { Owner(Cell::new(ptr::null())) };
+}
+
+fn block_ref(block: *const CounterBlock) -> Option<&'static CounterBlock> {
+    // SAFETY: blocks are never freed once published, and null stays None.
+    unsafe { block.as_ref() }
+}
+
+/// Adds one to `counter` for the calling thread.
+#[inline]
+pub(crate) fn bump(counter: Hot) {
+    let done = OWNER.try_with(|owner| {
+        let block = match block_ref(owner.0.get()) {
+            Some(block) => block,
+            None => match claim_block() {
+                Some(block) => {
+                    owner.0.set(block);
+                    block
+                }
+                None => return false,
+            },
+        };
+        // Only this thread writes its block, so load + store is exact and
+        // compiles to a plain add; readers see each store whole.
+        let count = &block.counts[counter as usize];
+        count.store(count.load(Relaxed).wrapping_add(1), Relaxed);
+        true
+    });
+    if done != Ok(true) {
+        SHARED.counts[counter as usize].fetch_add(1, Relaxed);
+    }
+}
+
+/// How many blocks the calling thread has allocated in either family, or
+/// `None` when this thread has no block of its own to tell from others'.
+pub(crate) fn this_thread_allocs() -> Option<u64> {
+    OWNER
+        .try_with(|owner| {
+            block_ref(owner.0.get()).map(|block| {
+                block.counts[Hot::PymemAllocs as usize].load(Relaxed)
+                    + block.counts[Hot::PrivateAllocs as usize].load(Relaxed)
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Takes a free block from the list, or makes one with the system allocator
+/// (never with the global allocator: this runs inside it).
+#[cold]
+fn claim_block() -> Option<&'static CounterBlock> {
+    let mut cursor = BLOCKS.load(Acquire);
+    while let Some(block) = block_ref(cursor) {
+        if !block.in_use.load(Relaxed)
+            && block
+                .in_use
+                .compare_exchange(false, true, Acquire, Relaxed)
+                .is_ok()
+        {
+            return Some(block);
+        }
+        cursor = block.next.load(Relaxed);
+    }
+    let fresh = sys::aligned_alloc(
+        core::mem::align_of::<CounterBlock>(),
+        core::mem::size_of::<CounterBlock>(),
+    )
+    .cast::<CounterBlock>();
+    if fresh.is_null() {
+        return None;
+    }
+    // SAFETY: `fresh` is a new allocation that nothing else references, with
+    // the size and alignment of a CounterBlock. Once the CAS publishes it, it
+    // is never written again except through its atomics, and never freed.
+    unsafe {
+        fresh.write(CounterBlock::new(true));
+        let mut head = BLOCKS.load(Relaxed);
+        loop {
+            (*fresh).next.store(head, Relaxed);
+            match BLOCKS.compare_exchange_weak(head, fresh, Release, Relaxed) {
+                Ok(_) => return Some(&*fresh),
+                Err(current) => head = current,
+            }
+        }
+    }
+}
+
+/// Sums every thread's counters and the shared ones.
+pub(crate) fn snapshot() -> Stats {
+    let mut hot = [0u64; HOT_COUNT];
+    let mut add = |block: &CounterBlock| {
+        for (sum, count) in hot.iter_mut().zip(&block.counts) {
+            *sum = sum.wrapping_add(count.load(Relaxed));
+        }
+    };
+    add(&SHARED);
+    let mut cursor = BLOCKS.load(Acquire);
+    while let Some(block) = block_ref(cursor) {
+        add(block);
+        cursor = block.next.load(Relaxed);
+    }
+    let queued = DEFERRED_QUEUED.load(Relaxed);
+    let freed = DEFERRED_FREED.load(Relaxed);
+    let orphaned = DEFERRED_ORPHANED.load(Relaxed);
+    Stats {
+        pymem_allocs: hot[Hot::PymemAllocs as usize],
+        pymem_frees: hot[Hot::PymemFrees as usize],
+        private_allocs: hot[Hot::PrivateAllocs as usize],
+        private_frees: hot[Hot::PrivateFrees as usize],
+        deferred_pending: queued.saturating_sub(freed + orphaned),
+        deferred_freed: freed,
+        deferred_orphaned: orphaned,
+        rehomed: REHOMED.load(Relaxed),
+        pending_calls: PENDING_CALLS.load(Relaxed),
+        invalid_pointers: INVALID_POINTERS.load(Relaxed),
+    }
+}
