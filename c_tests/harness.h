@@ -1,0 +1,77 @@
+/* A minimal harness for pyalloc's C tests: CHECK stops the program with the
+ * failing expression, RUN prints one line per passing case. The Rust runner
+ * (tests/c_api.rs) runs each program under several PYTHONMALLOC settings,
+ * with a timeout, and fails on a non-zero exit. */
+#ifndef PYALLOC_C_TESTS_HARNESS_H
+#define PYALLOC_C_TESTS_HARNESS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pyalloc.h"
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            fflush(stderr);                                                      \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+
+#define RUN(case_fn)                        \
+    do {                                    \
+        case_fn();                          \
+        printf("ok %s\n", #case_fn);        \
+        fflush(stdout);                     \
+    } while (0)
+
+static inline pyalloc_stats stats_now(void) {
+    pyalloc_stats stats;
+    memset(&stats, 0, sizeof stats);
+    pyalloc_stats_get(&stats);
+    return stats;
+}
+
+/* Runs fn(arg) on a new thread that has no Python thread state, and waits. */
+static inline void run_on_plain_thread(void *(*fn)(void *), void *arg) {
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, fn, arg) == 0);
+    CHECK(pthread_join(thread, NULL) == 0);
+}
+
+static inline void fill_pattern(uint8_t *bytes, size_t len, uint8_t seed) {
+    for (size_t i = 0; i < len; i++) {
+        bytes[i] = (uint8_t)(seed + i * 31u);
+    }
+}
+
+static inline int has_pattern(const uint8_t *bytes, size_t len, uint8_t seed) {
+    for (size_t i = 0; i < len; i++) {
+        if (bytes[i] != (uint8_t)(seed + i * 31u)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static inline uint64_t pattern_sum(size_t len, uint8_t seed) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < len; i++) {
+        sum += (uint8_t)(seed + i * 31u);
+    }
+    return sum;
+}
+
+/* Runs Python source in __main__, failing the test on an exception. */
+static inline void run_python(const char *source) {
+    CHECK(PyRun_SimpleString(source) == 0);
+}
+
+#endif

@@ -1,0 +1,85 @@
+/* pyalloc before Py_Initialize, across it, and after Py_FinalizeEx: no
+ * interpreter means no PyMem call at all (private blocks), and a pymem block
+ * released after finalization is never freed into the dead heap. */
+#include "harness.h"
+
+static uint8_t *pre_init_block;
+static uint8_t *kept_private;
+static uint8_t *kept_pymem;
+
+static void before_initialize(void) {
+    CHECK(!Py_IsInitialized());
+    pyalloc_stats before = stats_now();
+    pre_init_block = pyalloc_malloc(100);
+    CHECK(pre_init_block != NULL);
+    CHECK(!pyalloc_is_pymem(pre_init_block));
+    fill_pattern(pre_init_block, 100, 2);
+    pre_init_block = pyalloc_realloc(pre_init_block, 10000);
+    CHECK(pre_init_block != NULL && has_pattern(pre_init_block, 100, 2));
+
+    uint8_t *zeroed = pyalloc_calloc(64, 64);
+    CHECK(zeroed != NULL && !pyalloc_is_pymem(zeroed));
+    for (size_t i = 0; i < 64 * 64; i++) {
+        CHECK(zeroed[i] == 0);
+    }
+    pyalloc_free(zeroed);
+
+    kept_private = pyalloc_malloc(32);
+    CHECK(kept_private != NULL);
+    fill_pattern(kept_private, 32, 4);
+
+    size_t len = 0;
+    CHECK(pyalloc_demo_hex((const uint8_t *)"ab", 2, &len) == NULL); /* no PyMem to hand out */
+    CHECK(pyalloc_collect() == 0);
+    CHECK(pyalloc_demo_parallel(2, 60) != 0);
+    pyalloc_stats after = stats_now();
+    CHECK(after.pymem_allocs == before.pymem_allocs);
+    CHECK(after.private_allocs > before.private_allocs);
+}
+
+static void while_initialized(void) {
+    CHECK(Py_IsInitialized());
+    uint8_t *pymem = pyalloc_malloc(100);
+    CHECK(pymem != NULL && pyalloc_is_pymem(pymem));
+    PyMem_Free(pymem);
+
+    /* A private block from before init is still private, and still frees. */
+    CHECK(!pyalloc_is_pymem(pre_init_block));
+    CHECK(has_pattern(pre_init_block, 100, 2));
+    pyalloc_free(pre_init_block);
+
+    kept_pymem = pyalloc_malloc(48);
+    CHECK(kept_pymem != NULL && pyalloc_is_pymem(kept_pymem));
+}
+
+static void after_finalize(void) {
+    CHECK(!Py_IsInitialized());
+    pyalloc_stats before = stats_now();
+    uint8_t *block = pyalloc_malloc(100);
+    CHECK(block != NULL && !pyalloc_is_pymem(block));
+    block = pyalloc_realloc(block, 3000);
+    CHECK(block != NULL);
+    pyalloc_free(block);
+
+    CHECK(has_pattern(kept_private, 32, 4));
+    pyalloc_free(kept_private);
+
+    /* Its interpreter is gone: left alone, counted, never PyMem_Free'd. */
+    pyalloc_free(kept_pymem);
+    pyalloc_stats after = stats_now();
+    CHECK(after.deferred_orphaned == before.deferred_orphaned + 1);
+    CHECK(after.pymem_frees == before.pymem_frees);
+    CHECK(after.deferred_pending == 0);
+    CHECK(pyalloc_collect() == 0);
+    CHECK(pyalloc_demo_parallel(2, 60) != 0);
+    CHECK(stats_now().pymem_allocs == before.pymem_allocs);
+}
+
+int main(void) {
+    RUN(before_initialize);
+    Py_InitializeEx(0);
+    RUN(while_initialized);
+    CHECK(Py_FinalizeEx() == 0);
+    RUN(after_finalize);
+    return 0;
+}

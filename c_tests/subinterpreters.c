@@ -1,0 +1,127 @@
+/* Subinterpreters. Once one has existed, PyGILState_Check() answers 1 on
+ * every thread on 3.9-3.11, GIL or not; pyalloc must not be fooled. From
+ * 3.12, an interpreter with its own GIL has its own obmalloc: its blocks are
+ * private, and the main interpreter's pymem blocks dropped there are queued
+ * for the main interpreter. */
+#include "harness.h"
+
+static PyThreadState *main_tstate;
+
+struct worker_job {
+    int gilstate_check;
+    int block_was_pymem;
+    uint64_t parallel;
+    uint8_t *consume;
+    uint64_t consumed;
+};
+
+static void *worker_after_subinterpreter(void *arg) {
+    struct worker_job *job = arg;
+    job->gilstate_check = PyGILState_Check();
+    void *block = pyalloc_malloc(64);
+    CHECK(block != NULL);
+    job->block_was_pymem = pyalloc_is_pymem(block);
+    pyalloc_free(block);
+    job->consumed = pyalloc_demo_consume(job->consume, 256);
+    job->parallel = pyalloc_demo_parallel(3, 100);
+    return NULL;
+}
+
+static void shared_gil_subinterpreter(void) {
+    PyThreadState *sub = Py_NewInterpreter();
+    CHECK(sub != NULL);
+    /* Inside it: not the main interpreter, so private, and no PyMem block. */
+    uint8_t *inside = pyalloc_malloc(128);
+    CHECK(inside != NULL && !pyalloc_is_pymem(inside));
+    fill_pattern(inside, 128, 6);
+    size_t len = 0;
+    CHECK(pyalloc_demo_hex((const uint8_t *)"x", 1, &len) == NULL);
+    CHECK(pyalloc_demo_parallel(2, 50) != 0);
+    Py_EndInterpreter(sub);
+    PyThreadState_Swap(main_tstate);
+
+    CHECK(has_pattern(inside, 128, 6));
+    pyalloc_free(inside);
+}
+
+static void workers_after_a_subinterpreter(void) {
+    pyalloc_collect();
+    pyalloc_stats before = stats_now();
+    struct worker_job job = {0, -1, 0, PyMem_Malloc(256), 0};
+    CHECK(job.consume != NULL);
+    fill_pattern(job.consume, 256, 8);
+    run_on_plain_thread(worker_after_subinterpreter, &job);
+    printf("  PyGILState_Check() on a thread without the GIL: %d\n", job.gilstate_check);
+    CHECK(job.block_was_pymem == 0);
+    CHECK(job.parallel != 0);
+    CHECK(job.consumed == pattern_sum(256, 8));
+    CHECK(stats_now().deferred_pending == before.deferred_pending + 1);
+    CHECK(pyalloc_collect() == 1);
+
+    uint64_t released;
+    Py_BEGIN_ALLOW_THREADS
+    released = pyalloc_demo_parallel(4, 200);
+    Py_END_ALLOW_THREADS
+    CHECK(released == pyalloc_demo_parallel(4, 200));
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+static void own_gil_subinterpreter(void) {
+    PyInterpreterConfig config = {
+        .use_main_obmalloc = 0,
+        .allow_fork = 0,
+        .allow_exec = 0,
+        .allow_threads = 1,
+        .allow_daemon_threads = 0,
+        .check_multi_interp_extensions = 1,
+        .gil = PyInterpreterConfig_OWN_GIL,
+    };
+    uint8_t *from_main = pyalloc_malloc(512);
+    CHECK(from_main != NULL && pyalloc_is_pymem(from_main));
+    pyalloc_collect();
+    pyalloc_stats before = stats_now();
+
+    PyThreadState *sub = NULL;
+    PyStatus status = Py_NewInterpreterFromConfig(&sub, &config);
+    CHECK(!PyStatus_Exception(status) && sub != NULL);
+    /* Its own GIL and obmalloc: pyalloc stays out of its heap. */
+    uint8_t *inside = pyalloc_malloc(4096);
+    CHECK(inside != NULL && !pyalloc_is_pymem(inside));
+    fill_pattern(inside, 4096, 12);
+    uint8_t *zeroed = pyalloc_calloc(10, 10);
+    CHECK(zeroed != NULL && !pyalloc_is_pymem(zeroed));
+    pyalloc_free(zeroed);
+    CHECK(pyalloc_demo_parallel(2, 80) != 0);
+    run_python("x = [bytes(100) for _ in range(1000)]");
+    /* The main interpreter's block, dropped in this one: queued, not freed
+     * into this interpreter's heap. */
+    pyalloc_free(from_main);
+    CHECK(stats_now().deferred_pending == before.deferred_pending + 1);
+    CHECK(pyalloc_collect() == 0); /* not the main GIL */
+    Py_EndInterpreter(sub);
+    PyThreadState_Swap(main_tstate);
+
+    /* Back in the main interpreter: its private block frees from here. */
+    CHECK(has_pattern(inside, 4096, 12));
+    pyalloc_free(inside);
+    CHECK(pyalloc_collect() == 1);
+    CHECK(stats_now().pymem_allocs == before.pymem_allocs);
+}
+#endif
+
+int main(void) {
+    Py_InitializeEx(0);
+    main_tstate = PyThreadState_Get();
+    printf("python %s\n", Py_GetVersion());
+    RUN(shared_gil_subinterpreter);
+    RUN(workers_after_a_subinterpreter);
+#if PY_VERSION_HEX >= 0x030C0000
+    RUN(own_gil_subinterpreter);
+#else
+    printf("skip own_gil_subinterpreter: needs CPython 3.12+\n");
+#endif
+    pyalloc_collect();
+    CHECK(stats_now().deferred_pending == 0);
+    CHECK(Py_FinalizeEx() == 0);
+    return 0;
+}
