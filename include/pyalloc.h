@@ -12,6 +12,11 @@
 #define PYALLOC_VERSION_MINOR 1
 #define PYALLOC_VERSION_PATCH 0
 
+// How many pymem blocks may wait in the deferred queue before a drain is
+// scheduled with `Py_AddPendingCall` (the next GIL holder that allocates
+// drains it sooner).
+#define PYALLOC_PENDING_CALL_BOUND 256
+
 // Most threads `pyalloc_demo_parallel` will start.
 #define PYALLOC_DEMO_MAX_THREADS 64
 

@@ -16,7 +16,7 @@ use crate::{family, overaligned};
 /// on any thread: a PyMem block dropped without the GIL is queued and freed by
 /// the next GIL holder.
 ///
-/// ```ignore
+/// ```text
 /// #[global_allocator]
 /// static GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;
 /// ```

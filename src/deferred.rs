@@ -22,8 +22,10 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
 use crate::stats;
 use crate::{family, python, sys};
 
-/// Queued blocks past which a drain is scheduled with `Py_AddPendingCall`.
-pub(crate) const PENDING_CALL_BOUND: usize = 256;
+/// How many pymem blocks may wait in the deferred queue before a drain is
+/// scheduled with `Py_AddPendingCall` (the next GIL holder that allocates
+/// drains it sooner).
+pub const PENDING_CALL_BOUND: usize = 256;
 
 /// A list link. A block of at least this size is its own node; otherwise the
 /// node is a `BoxedNode` and the pointer to it carries `BOXED_TAG`.

@@ -19,7 +19,7 @@
 //! itself (what the static library wants). A crate that depends on pyalloc
 //! turns the feature off and declares it:
 //!
-//! ```ignore
+//! ```text
 //! #[global_allocator]
 //! static GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;
 //! ```
@@ -44,6 +44,7 @@ pub use crate::capi::{
     pyalloc_calloc, pyalloc_collect, pyalloc_free, pyalloc_into_pymem, pyalloc_is_pymem, pyalloc_malloc,
     pyalloc_realloc, pyalloc_stats_get, pyalloc_version,
 };
+pub use crate::deferred::PENDING_CALL_BOUND;
 pub use crate::demo::{pyalloc_demo_consume, pyalloc_demo_hex, pyalloc_demo_parallel, DEMO_MAX_THREADS};
 pub use crate::ownership::{into_pymem, is_global_allocator, vec_from_pymem, PyMemBlock};
 pub use crate::stats::Stats;

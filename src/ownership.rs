@@ -73,6 +73,15 @@ impl Drop for PyMemBlock {
 ///
 /// The same memory when `PyAlloc` is the global allocator and the vector was
 /// built under the GIL; otherwise a copy (counted in `Stats::rehomed`).
+///
+/// ```
+/// // No interpreter runs here, so no thread holds its GIL: the vector is
+/// // private memory and comes back untouched.
+/// let bytes = b"not yet".to_vec();
+/// assert!(!pyalloc::holds_main_gil());
+/// assert_eq!(pyalloc::into_pymem(bytes).unwrap_err(), b"not yet");
+/// assert!(pyalloc::stats().private_allocs > 0);
+/// ```
 pub fn into_pymem(bytes: Vec<u8>) -> Result<PyMemBlock, Vec<u8>> {
     if !python::holds_main_gil() {
         return Err(bytes);

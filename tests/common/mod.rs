@@ -1,0 +1,92 @@
+//! An embedded interpreter for the Rust tests: started once on a dedicated
+//! thread, which is its main thread (pending calls run there), and which
+//! releases the GIL between jobs so that any test thread can take it.
+
+#![allow(dead_code)]
+
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::thread;
+
+use pyo3_ffi as ffi;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+fn main_thread() -> &'static Mutex<Sender<Job>> {
+    static MAIN: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+    MAIN.get_or_init(|| {
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (ready, started) = mpsc::channel();
+        thread::Builder::new()
+            .name("python-main".into())
+            .spawn(move || {
+                // SAFETY: the interpreter is initialised once, here; this thread
+                // then releases the GIL and takes it back only to run a job.
+                unsafe {
+                    ffi::Py_InitializeEx(0);
+                    let mut state = ffi::PyEval_SaveThread();
+                    ready.send(()).expect("the test waits");
+                    for job in inbox {
+                        ffi::PyEval_RestoreThread(state);
+                        job();
+                        state = ffi::PyEval_SaveThread();
+                    }
+                }
+            })
+            .expect("spawn the interpreter's main thread");
+        started.recv().expect("the interpreter started");
+        Mutex::new(jobs)
+    })
+}
+
+/// Starts the interpreter if it is not running yet.
+pub fn ensure_python() {
+    main_thread();
+}
+
+/// Runs `job` on the interpreter's main thread with the GIL held.
+pub fn on_main_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
+    let (reply, answer) = mpsc::channel();
+    main_thread()
+        .lock()
+        .expect("not poisoned")
+        .send(Box::new(move || reply.send(job()).expect("the caller waits")))
+        .expect("the main thread runs");
+    answer.recv().expect("the job ran")
+}
+
+/// Runs `job` on the calling thread with the main interpreter's GIL held.
+pub fn with_gil<T>(job: impl FnOnce() -> T) -> T {
+    ensure_python();
+    // SAFETY: the interpreter is initialised; Ensure/Release pair up.
+    unsafe {
+        let state = ffi::PyGILState_Ensure();
+        let result = job();
+        ffi::PyGILState_Release(state);
+        result
+    }
+}
+
+/// Runs `job` with the GIL released again (inside `with_gil`).
+pub fn without_gil<T>(job: impl FnOnce() -> T) -> T {
+    // SAFETY: called with the GIL held by this thread; restored below.
+    unsafe {
+        let state = ffi::PyEval_SaveThread();
+        let result = job();
+        ffi::PyEval_RestoreThread(state);
+        result
+    }
+}
+
+/// Tests that read the global statistics or the deferred queue take this, so
+/// that their counts are not disturbed by one another.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether C could `PyMem_Free` this block.
+pub fn is_pymem<T: ?Sized>(block: *const T) -> bool {
+    // SAFETY: only the address is inspected.
+    unsafe { pyalloc::pyalloc_is_pymem(block.cast()) }
+}
