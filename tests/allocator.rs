@@ -49,15 +49,25 @@ fn exercise_layouts(expect_pymem: bool) {
                 let zeroed = PyAlloc.alloc_zeroed(layout);
                 assert!(!zeroed.is_null());
                 assert_eq!(zeroed as usize % align, 0, "alloc_zeroed {layout:?}");
-                assert!((0..size).all(|i| *zeroed.add(i) == 0), "alloc_zeroed {layout:?} is zero");
+                assert!(
+                    (0..size).all(|i| *zeroed.add(i) == 0),
+                    "alloc_zeroed {layout:?} is zero"
+                );
                 PyAlloc.dealloc(zeroed, layout);
 
                 let mut current = (block, size);
                 for new_size in [size * 2 + 1, size * 5 + 3, size / 2 + 1] {
-                    let moved = PyAlloc.realloc(current.0, Layout::from_size_align_unchecked(current.1, align), new_size);
+                    let moved = PyAlloc.realloc(
+                        current.0,
+                        Layout::from_size_align_unchecked(current.1, align),
+                        new_size,
+                    );
                     assert!(!moved.is_null());
                     assert_eq!(moved as usize % align, 0, "realloc {layout:?} to {new_size}");
-                    assert!(holds(moved, current.1.min(new_size).min(size), 3), "realloc keeps {layout:?}");
+                    assert!(
+                        holds(moved, current.1.min(new_size).min(size), 3),
+                        "realloc keeps {layout:?}"
+                    );
                     current = (moved, new_size);
                 }
                 PyAlloc.dealloc(current.0, Layout::from_size_align_unchecked(current.1, align));
@@ -94,9 +104,17 @@ fn over_aligned_blocks_stay_aligned_in_bulk() {
         let lines: Vec<Box<Line>> = (0..2000).map(|i| Box::new(Line([i as u8; 64]))).collect();
         let pages: Vec<Box<Page>> = (0..64).map(|i| Box::new(Page([i as u8; 4096]))).collect();
         assert!(lines.iter().all(|line| &**line as *const Line as usize % 64 == 0));
-        assert!(pages.iter().all(|page| &**page as *const Page as usize % 4096 == 0));
-        assert!(lines.iter().enumerate().all(|(i, line)| line.0.iter().all(|&b| b == i as u8)));
-        assert!(pages.iter().enumerate().all(|(i, page)| page.0.iter().all(|&b| b == i as u8)));
+        assert!(pages
+            .iter()
+            .all(|page| &**page as *const Page as usize % 4096 == 0));
+        assert!(lines
+            .iter()
+            .enumerate()
+            .all(|(i, line)| line.0.iter().all(|&b| b == i as u8)));
+        assert!(pages
+            .iter()
+            .enumerate()
+            .all(|(i, page)| page.0.iter().all(|&b| b == i as u8)));
     };
     check();
     with_gil(check);
@@ -197,7 +215,9 @@ fn a_long_queue_schedules_a_pending_call() {
     let _serial = serial();
     let blocks: Vec<Box<[u8; 64]>> = with_gil(|| {
         pyalloc::collect();
-        (0..PENDING_CALL_BOUND + 50).map(|i| Box::new([i as u8; 64])).collect()
+        (0..PENDING_CALL_BOUND + 50)
+            .map(|i| Box::new([i as u8; 64]))
+            .collect()
     });
     let before = pyalloc::stats();
     thread::spawn(move || drop(blocks)).join().expect("joins");
