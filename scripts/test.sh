@@ -40,5 +40,21 @@ for python in "${interpreters[@]}"; do
     passed=$((passed + 1))
 done
 
+# pyo3-ffi's newest supported release is what Cargo.lock holds (the runs
+# above); the oldest is what the PyO3 user crate in compat/ locks.
+oldest=$(grep -A1 '^name = "pyo3-ffi"$' compat/pyo3-oldest/Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
+step "pyalloc's tests on the oldest supported pyo3-ffi ($oldest)"
+copy=target/compat/pyalloc-on-pyo3-ffi-oldest
+mkdir -p "$copy"
+cp -r Cargo.toml Cargo.lock build.rs cbindgen.toml README.md src tests c_tests include "$copy"/
+(
+    cd "$copy"
+    cargo update --quiet -p pyo3-ffi --precise "$oldest"
+    CARGO_TARGET_DIR=../target cargo test --no-fail-fast
+)
+
+step "a PyO3 $oldest user crate with PyAlloc as its global allocator"
+CARGO_TARGET_DIR=target/compat/target cargo test --manifest-path compat/pyo3-oldest/Cargo.toml
+
 step "summary"
 echo "CPython versions: ${passed} passed, 0 failed"
