@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# pyalloc's test command: formatting, lints, docs, then every Rust and C test
-# once per CPython 3.9-3.13 that pyenv has (the machine's python3 alone where
-# pyenv has none). Fails on the first failure; prints one summary line.
+# pyalloc's test command: formatting, lints, docs; then, once per CPython
+# 3.9-3.13 that pyenv has (the machine's python3 alone where pyenv has none),
+# every Rust and C test and the Python suite in a fresh virtual environment;
+# then both ends of the supported pyo3-ffi range. Fails on the first failure;
+# prints one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +39,13 @@ for python in "${interpreters[@]}"; do
     # A target directory per interpreter: pyo3-ffi rebuilds when PYO3_PYTHON
     # changes, so sharing one would rebuild everything on every switch.
     PYO3_PYTHON="$python" CARGO_TARGET_DIR="target/$tag" cargo test --no-fail-fast
+
+    step "pip install . and pytest with $("$python" --version), in a fresh virtual environment"
+    venv="target/venv/$tag"
+    "$python" -m venv --clear "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools>=64" wheel "pytest>=7"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation .
+    "$venv/bin/python" -m pytest -p no:cacheprovider python/tests
     passed=$((passed + 1))
 done
 

@@ -1,0 +1,153 @@
+"""python -m pyalloc: what this interpreter's allocator is, and whether Rust and
+C share it through pyalloc here. Exits 0 only when every check passes.
+
+    python -m pyalloc          a report to read in a terminal
+    python -m pyalloc --json   the same as JSON
+"""
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tracemalloc
+import weakref
+
+import pyalloc
+from pyalloc import _pyalloc
+
+TRACED_SIZE = 16 << 20
+TIMING_SIZES = (16, 64, 256, 4096)
+
+
+def allocator_name():
+    """The running interpreter's PyMem allocator: pymalloc, debug hooks, malloc."""
+    try:
+        import _testcapi
+
+        return _testcapi.pymem_getallocatorsname()
+    except (ImportError, AttributeError, RuntimeError):
+        return os.environ.get("PYTHONMALLOC") or "default (unknown: no _testcapi)"
+
+
+def check_rust_to_c():
+    buffer = pyalloc.hex(b"pyalloc\x00\xff")
+    text = bytes(memoryview(buffer))
+    on_pymem = buffer.is_pymem
+    alive = weakref.ref(buffer)
+    del buffer
+    gc.collect()
+    ok = text == b"7079616c6c6f6300ff" and on_pymem and alive() is None
+    return ok, f"hex() built {text.decode()!r} in Rust; C released it with PyMem_Free on deallocation"
+
+
+def check_c_to_rust():
+    data = bytes(range(256)) * 16
+    total = pyalloc.consume(data)
+    return total == sum(data), f"C copied {len(data)} bytes into PyMem_Malloc; Rust summed ({total}) and dropped them"
+
+
+def check_threads():
+    released = pyalloc.parallel(4, 200, release_gil=True)
+    held = pyalloc.parallel(4, 200, release_gil=False)
+    return released == held, f"4 Rust threads, GIL released and held: checksum {released:#x} both ways"
+
+
+def check_tracemalloc():
+    data = bytes(TRACED_SIZE // 2)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        buffer = pyalloc.hex(data)  # the line tracemalloc should name
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    line = check_tracemalloc.__code__.co_firstlineno + 5
+    attributed = sum(
+        stat.size_diff
+        for stat in after.compare_to(before, "lineno")
+        if stat.traceback[0].filename == __file__ and stat.traceback[0].lineno == line
+    )
+    share = attributed / len(buffer)
+    detail = (
+        f"{attributed / 2**20:.1f} of {len(buffer) / 2**20:.1f} MiB that Rust allocated under the GIL "
+        f"is attributed to {os.path.basename(__file__)}:{line} ({share:.0%})"
+    )
+    return share >= 0.9, detail
+
+
+def timing_table():
+    rows = []
+    for size in TIMING_SIZES:
+        runs = {name: [] for name in ("pyalloc", "system")}
+        for _ in range(5):
+            for name in runs:  # interleaved, so both see the same machine
+                runs[name].append(_pyalloc._time_pairs(name, size, 2000))
+        pyalloc_ns = statistics.median(runs["pyalloc"])
+        system_ns = statistics.median(runs["system"])
+        rows.append({"size": size, "pyalloc_ns": pyalloc_ns, "system_ns": system_ns, "ratio": pyalloc_ns / system_ns})
+    return rows
+
+
+def build_report():
+    checks = []
+    for name, check in (
+        ("Rust -> C (PyMem_Free)", check_rust_to_c),
+        ("C (PyMem_Malloc) -> Rust", check_c_to_rust),
+        ("Rust threads without the GIL", check_threads),
+        ("tracemalloc sees Rust", check_tracemalloc),
+    ):
+        try:
+            ok, detail = check()
+        except Exception as error:  # a failed check is reported, not raised
+            ok, detail = False, f"{type(error).__name__}: {error}"
+        checks.append({"name": name, "ok": bool(ok), "detail": detail})
+    pyalloc.collect()
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "allocator": allocator_name(),
+        "pyalloc": pyalloc.version(),
+        "checks": checks,
+        "stats": pyalloc.stats(),
+        "timing_ns_per_pair": timing_table(),
+        "ok": all(check["ok"] for check in checks),
+    }
+
+
+def print_report(report):
+    print(f"pyalloc {report['pyalloc']} on {report['implementation']} {report['python']} ({report['executable']})")
+    print(f"PyMem allocator: {report['allocator']}")
+    print()
+    for check in report["checks"]:
+        print(f"  [{'ok' if check['ok'] else 'FAIL'}] {check['name']}: {check['detail']}")
+    print()
+    print("statistics:")
+    for name, value in report["stats"].items():
+        print(f"  {name:<18} {value}")
+    print()
+    print("alloc+free pair, 64 live, GIL held (median of 5; pyalloc takes its PyMem path here):")
+    print(f"  {'size':>6}  {'pyalloc':>9}  {'system':>9}  {'ratio':>6}")
+    for row in report["timing_ns_per_pair"]:
+        print(f"  {row['size']:>6}  {row['pyalloc_ns']:>7.1f}ns  {row['system_ns']:>7.1f}ns  {row['ratio']:>5.2f}x")
+    print()
+    print("all checks passed" if report["ok"] else "SOME CHECKS FAILED")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m pyalloc", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    report = build_report()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
