@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use std::{env, fs, thread};
 
-const PROGRAMS: [&str; 3] = ["exchange", "lifecycle", "subinterpreters"];
+const PROGRAMS: [&str; 4] = ["exchange", "lifecycle", "subinterpreters", "out_of_memory"];
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 struct Built {
@@ -208,6 +208,9 @@ c_test!(
     "subinterpreters",
     Some("malloc_debug")
 );
+c_test!(out_of_memory_default, "out_of_memory", None);
+c_test!(out_of_memory_debug_hooks, "out_of_memory", Some("debug"));
+c_test!(out_of_memory_malloc_debug, "out_of_memory", Some("malloc_debug"));
 
 /// Under valgrind with `PYTHONMALLOC=malloc`, so that it sees every block:
 /// no invalid read, write or free anywhere in the exchange.

@@ -190,6 +190,29 @@ def test_parallel_needs_its_arguments():
         pyalloc.parallel(2, 10, release_gil=True, extra=1)
 
 
+@pytest.mark.parametrize("call", ["pyalloc.hex(b'abc')", "pyalloc.consume(b'abc')"])
+def test_memory_error_when_pymem_fails(call):
+    pytest.importorskip("_testcapi")
+    # Every allocation fails between set_nomemory and remove_mem_hooks; run
+    # in a subprocess so that nothing else in the suite sees it.
+    code = (
+        "import _testcapi, pyalloc\n"
+        "_testcapi.set_nomemory(0)\n"
+        "try:\n"
+        f"    {call}\n"
+        "except MemoryError:\n"
+        "    outcome = 'MemoryError'\n"
+        "else:\n"
+        "    outcome = 'no error'\n"
+        "finally:\n"
+        "    _testcapi.remove_mem_hooks()\n"
+        "print(outcome)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "MemoryError"
+
+
 def test_rust_buffer_cannot_be_made_from_python():
     with pytest.raises(TypeError):
         pyalloc.RustBuffer()
