@@ -75,11 +75,44 @@ static void after_finalize(void) {
     CHECK(stats_now().pymem_allocs == before.pymem_allocs);
 }
 
+static void *free_on_plain_thread(void *block) {
+    pyalloc_free(block);
+    return NULL;
+}
+
+/* Py_Initialize / Py_FinalizeEx three more times, with a private block alive
+ * throughout and, each time, a pymem block queued by a plain thread and never
+ * collected: the exit hook must leave it alone (orphaned), not free it into
+ * the next interpreter. */
+static void repeated_init_and_finalize(void) {
+    uint8_t *across = pyalloc_malloc(256);
+    CHECK(across != NULL && !pyalloc_is_pymem(across));
+    fill_pattern(across, 256, 9);
+    for (int cycle = 0; cycle < 3; cycle++) {
+        Py_InitializeEx(0);
+        pyalloc_stats before = stats_now();
+        uint8_t *queued = pyalloc_malloc(100);
+        CHECK(queued != NULL && pyalloc_is_pymem(queued));
+        run_on_plain_thread(free_on_plain_thread, queued);
+        CHECK(stats_now().deferred_pending == before.deferred_pending + 1);
+        run_python("import json; json.dumps(list(range(1000)))");
+        CHECK(has_pattern(across, 256, 9));
+        CHECK(Py_FinalizeEx() == 0);
+        pyalloc_stats after = stats_now();
+        CHECK(after.deferred_pending == 0);
+        CHECK(after.deferred_orphaned == before.deferred_orphaned + 1);
+        CHECK(after.pymem_frees == before.pymem_frees);
+    }
+    CHECK(has_pattern(across, 256, 9));
+    pyalloc_free(across);
+}
+
 int main(void) {
     RUN(before_initialize);
     Py_InitializeEx(0);
     RUN(while_initialized);
     CHECK(Py_FinalizeEx() == 0);
     RUN(after_finalize);
+    RUN(repeated_init_and_finalize);
     return 0;
 }
