@@ -185,6 +185,44 @@ static void private_block_rehomed_for_c(void) {
     CHECK(pyalloc_into_pymem(NULL, 10) == NULL);
 }
 
+/* Bad input to each entry point gets the documented answer: NULL, 0 or
+ * nothing, never a crash, and the blocks involved stay valid. */
+static void bad_input_gets_documented_answers(void) {
+    /* realloc(NULL, n) allocates; realloc(p, 0) keeps a valid, unique block. */
+    uint8_t *block = pyalloc_realloc(NULL, 40);
+    CHECK(block != NULL && pyalloc_is_pymem(block));
+    fill_pattern(block, 40, 13);
+    uint8_t *empty = pyalloc_realloc(block, 0);
+    CHECK(empty != NULL);
+    block = pyalloc_realloc(empty, 40);
+    CHECK(block != NULL);
+    fill_pattern(block, 40, 13);
+    /* Impossible sizes: NULL, and the block is untouched. */
+    CHECK(pyalloc_realloc(block, SIZE_MAX) == NULL);
+    CHECK(pyalloc_realloc(block, SIZE_MAX - 4) == NULL);
+    CHECK(has_pattern(block, 40, 13));
+
+    /* A pointer no allocator returns (not 8-aligned): refused and counted. */
+    pyalloc_stats before = stats_now();
+    void *misaligned = block + 3;
+    pyalloc_free(misaligned);
+    CHECK(pyalloc_realloc(misaligned, 10) == NULL);
+    CHECK(pyalloc_into_pymem(misaligned, 10) == NULL);
+    CHECK(!pyalloc_is_pymem(misaligned));
+    CHECK(stats_now().invalid_pointers == before.invalid_pointers + 3);
+    CHECK(has_pattern(block, 40, 13));
+    pyalloc_free(block);
+
+    pyalloc_stats_get(NULL); /* ignored */
+    void *nothing = pyalloc_calloc(0, 0);
+    void *zero = pyalloc_calloc(0, 16);
+    CHECK(nothing != NULL && zero != NULL && nothing != zero); /* unique, like PyMem_Calloc */
+    pyalloc_free(nothing);
+    pyalloc_free(zero);
+    CHECK(pyalloc_calloc(SIZE_MAX, SIZE_MAX) == NULL);
+    CHECK(pyalloc_demo_parallel(SIZE_MAX, 1) == 0);
+}
+
 static uint64_t parallel_with_gil_released(size_t threads, size_t ops) {
     uint64_t checksum;
     Py_BEGIN_ALLOW_THREADS
@@ -252,6 +290,7 @@ int main(void) {
     RUN(c_pymem_owned_by_rust);
     RUN(pymem_dropped_without_gil_is_deferred);
     RUN(private_block_rehomed_for_c);
+    RUN(bad_input_gets_documented_answers);
     RUN(parallel_demo_with_and_without_gil);
     RUN(tracemalloc_sees_pymem_blocks);
     pyalloc_collect();
