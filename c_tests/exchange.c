@@ -6,6 +6,9 @@
  * PyMem_Malloc (API 'm'), has intact guard bytes, and that the GIL is held. */
 #include "harness.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 static void rust_hex_freed_by_c(void) {
     const uint8_t data[] = {0x00, 0x1f, 0xab, 0xff, 0x10};
     size_t len = 0;
@@ -257,6 +260,37 @@ static void parallel_demo_with_and_without_gil(void) {
     pyalloc_collect();
 }
 
+/* fork() with a block in the deferred queue: parent and child each hold a
+ * copy of the heap and of the queue, and each frees its own copy once. */
+static void fork_with_a_queued_block(void) {
+    pyalloc_collect();
+    pyalloc_stats before = stats_now();
+    struct consume_job job = {PyMem_Malloc(512), 512, 0};
+    CHECK(job.buf != NULL);
+    fill_pattern(job.buf, job.len, 21);
+    run_on_plain_thread(consume_on_plain_thread, &job);
+    CHECK(stats_now().deferred_pending == before.deferred_pending + 1);
+
+    PyOS_BeforeFork();
+    pid_t pid = fork();
+    if (pid == 0) {
+        PyOS_AfterFork_Child();
+        int ok = pyalloc_collect() == 1 && stats_now().deferred_pending == before.deferred_pending;
+        void *block = pyalloc_malloc(64);
+        ok = ok && block != NULL && pyalloc_is_pymem(block);
+        pyalloc_free(block);
+        ok = ok && pyalloc_demo_parallel(2, 50) != 0;
+        _exit(ok ? 0 : 1);
+    }
+    PyOS_AfterFork_Parent();
+    CHECK(pid > 0);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(pyalloc_collect() == 1);
+    CHECK(stats_now().deferred_pending == before.deferred_pending);
+}
+
 static size_t traced_bytes(void) {
     PyObject *tracemalloc = PyImport_ImportModule("tracemalloc");
     CHECK(tracemalloc != NULL);
@@ -293,6 +327,7 @@ int main(void) {
     RUN(bad_input_gets_documented_answers);
     RUN(parallel_demo_with_and_without_gil);
     RUN(tracemalloc_sees_pymem_blocks);
+    RUN(fork_with_a_queued_block);
     pyalloc_collect();
     CHECK(stats_now().deferred_pending == 0);
     CHECK(Py_FinalizeEx() == 0);

@@ -234,3 +234,32 @@ fn a_long_queue_schedules_a_pending_call() {
     assert_eq!(after.deferred_pending, 0);
     assert!(after.deferred_freed >= queued.deferred_freed + PENDING_CALL_BOUND as u64);
 }
+
+#[test]
+fn thread_local_destructors_free_pymem_blocks_without_the_gil() {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let _serial = serial();
+    with_gil(pyalloc::collect);
+    let before = pyalloc::stats();
+    thread::spawn(|| {
+        // Filled under the GIL (pymem), dropped by the thread-local's
+        // destructor when the thread exits, holding nothing.
+        let address = with_gil(|| {
+            CACHE.with(|cache| cache.borrow_mut().extend_from_slice(&[5u8; 4096]));
+            CACHE.with(|cache| cache.borrow().as_ptr() as usize)
+        });
+        assert!(is_pymem(address as *const u8));
+    })
+    .join()
+    .expect("joins");
+    let after = pyalloc::stats();
+    assert!(
+        after.deferred_pending > before.deferred_pending,
+        "queued by the destructor"
+    );
+    with_gil(pyalloc::collect);
+    assert_eq!(pyalloc::stats().deferred_pending, 0);
+}

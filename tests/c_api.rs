@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use std::{env, fs, thread};
 
 const PROGRAMS: [&str; 4] = ["exchange", "lifecycle", "subinterpreters", "out_of_memory"];
+/// Also built with AddressSanitizer (not out_of_memory: ASan's shadow memory
+/// does not fit under its RLIMIT_AS).
+const ASAN_PROGRAMS: [&str; 3] = ["exchange", "lifecycle", "subinterpreters"];
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 struct Built {
@@ -103,24 +106,38 @@ fn build_programs() -> Built {
         .debug(true)
         .cargo_metadata(false)
         .get_compiler();
-    for name in PROGRAMS {
+    let variants = PROGRAMS
+        .iter()
+        .map(|name| (*name, name.to_string(), &[][..]))
+        .chain(ASAN_PROGRAMS.iter().map(|name| {
+            (
+                *name,
+                format!("{name}-asan"),
+                &["-fsanitize=address", "-fno-omit-frame-pointer"][..],
+            )
+        }));
+    for (source, output, extra_flags) in variants {
         let mut command = compiler.to_command();
         command
             .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread"])
+            .args(extra_flags)
             .arg("-I")
             .arg(manifest_dir.join("include"))
             .arg("-I")
             .arg(&include)
-            .arg(manifest_dir.join("c_tests").join(format!("{name}.c")))
+            .arg(manifest_dir.join("c_tests").join(format!("{source}.c")))
             .arg("-o")
-            .arg(programs.join(name))
+            .arg(programs.join(&output))
             .arg(&library)
             .arg(format!("-L{libdir}"))
             .arg(format!("-lpython{ldversion}"))
             .arg(format!("-Wl,-rpath,{libdir}"))
             .args(&native_libs);
         let status = command.status().expect("the C compiler runs");
-        assert!(status.success(), "compiling c_tests/{name}.c failed: {command:?}");
+        assert!(
+            status.success(),
+            "compiling c_tests/{source}.c failed: {command:?}"
+        );
     }
     Built {
         programs,
@@ -213,7 +230,8 @@ c_test!(out_of_memory_debug_hooks, "out_of_memory", Some("debug"));
 c_test!(out_of_memory_malloc_debug, "out_of_memory", Some("malloc_debug"));
 
 /// Under valgrind with `PYTHONMALLOC=malloc`, so that it sees every block:
-/// no invalid read, write or free anywhere in the exchange.
+/// no invalid read, write or free anywhere in the exchange, and no block
+/// that pyalloc allocated is definitely lost.
 #[test]
 fn exchange_valgrind() {
     if Command::new("valgrind").arg("--version").output().is_err() {
@@ -224,17 +242,139 @@ fn exchange_valgrind() {
         "--suppressions={}/c_tests/valgrind-python.supp",
         env!("CARGO_MANIFEST_DIR")
     );
+    // One log per process: the exchange forks.
+    let log_dir = built().programs.join("valgrind");
+    let _ = fs::remove_dir_all(&log_dir);
+    fs::create_dir_all(&log_dir).expect("writable");
+    let log_file = format!("--log-file={}/%p.log", log_dir.display());
     let printed = run(
         "exchange",
         Some("malloc"),
         &[
             "valgrind",
-            "--quiet",
             "--error-exitcode=99",
-            "--leak-check=no",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=none",
+            &log_file,
             &suppressions,
         ],
         &[("PYALLOC_TEST_OPS", "60")],
     );
-    assert!(printed.contains("ok tracemalloc_sees_pymem_blocks"));
+    assert!(printed.contains("ok fork_with_a_queued_block"));
+    let mut leaks = Vec::new();
+    for entry in fs::read_dir(&log_dir).expect("logs are readable").flatten() {
+        let log = fs::read_to_string(entry.path()).unwrap_or_default();
+        assert!(
+            log.contains("ERROR SUMMARY: 0 errors"),
+            "valgrind found errors:\n{log}"
+        );
+        leaks.extend(valgrind_records(&log).into_iter().filter(|record| {
+            record.contains("definitely lost in loss record") && allocated_by_pyalloc(record)
+        }));
+    }
+    assert!(
+        leaks.is_empty(),
+        "pyalloc's blocks leaked:\n{}",
+        leaks.join("\n\n")
+    );
+}
+
+/// Valgrind's messages, one string each (its records are separated by blank
+/// `==PID==` lines).
+fn valgrind_records(log: &str) -> Vec<String> {
+    let mut records = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in log.lines().filter(|line| line.starts_with("==")) {
+        let text = line.splitn(3, "==").nth(2).unwrap_or("").trim();
+        if text.is_empty() {
+            if !current.is_empty() {
+                records.push(current.join("\n"));
+                current.clear();
+            }
+        } else {
+            current.push(text);
+        }
+    }
+    if !current.is_empty() {
+        records.push(current.join("\n"));
+    }
+    records
+}
+
+/// Whether a leak record's block was allocated by pyalloc's Rust code: the
+/// first frame past the allocators (malloc, PyMem, Rust's allocation
+/// plumbing in `library/`) is in one of `src/*.rs`.
+fn allocated_by_pyalloc(record: &str) -> bool {
+    const PASS_THROUGH: [&str; 12] = [
+        "malloc",
+        "calloc",
+        "realloc",
+        "posix_memalign",
+        "PyMem_",
+        "_PyMem_",
+        "PyObject_Malloc",
+        "__rust_",
+        "__rdl_",
+        "alloc::",
+        "core::",
+        "std::",
+    ];
+    let sources: Vec<String> = fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
+        .expect("src/ is readable")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    for frame in record.lines().skip(1) {
+        let Some((_, function)) = frame.split_once(": ") else {
+            continue;
+        };
+        let function = function.trim_start_matches('<');
+        if PASS_THROUGH.iter().any(|name| function.starts_with(name)) || function.contains("(library/") {
+            continue;
+        }
+        let source = function
+            .rsplit_once('(')
+            .and_then(|(_, place)| place.split_once(':'))
+            .map(|(file, _)| file);
+        return source.is_some_and(|file| sources.iter().any(|ours| ours == file));
+    }
+    false
+}
+
+/// AddressSanitizer on the C side: the programs are instrumented (checked
+/// with nm), and with `PYTHONMALLOC=malloc` every block of libpython and of
+/// the Rust library goes through ASan's malloc and free as well.
+fn run_asan(name: &str) {
+    let asan_name = format!("{name}-asan");
+    let program = built().programs.join(&asan_name);
+    let symbols = Command::new("nm").arg(&program).output().expect("nm runs");
+    assert!(
+        String::from_utf8_lossy(&symbols.stdout).contains("__asan_init"),
+        "{asan_name} was not linked with AddressSanitizer"
+    );
+    let printed = run(
+        &asan_name,
+        Some("malloc"),
+        &[],
+        &[
+            ("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1"),
+            ("PYALLOC_TEST_OPS", "100"),
+        ],
+    );
+    assert!(printed.contains("ok "), "{asan_name} ran no case");
+}
+
+#[test]
+fn exchange_asan() {
+    run_asan("exchange");
+}
+
+#[test]
+fn lifecycle_asan() {
+    run_asan("lifecycle");
+}
+
+#[test]
+fn subinterpreters_asan() {
+    run_asan("subinterpreters");
 }

@@ -43,14 +43,15 @@ impl Rng {
         (self.next() % bound as u64) as usize
     }
 
-    /// Mostly small sizes, sometimes large, rarely up to 4 MiB.
+    /// Mostly small sizes, sometimes large, rarely up to 4 MiB (or
+    /// `PYALLOC_STRESS_MAX_SIZE`, which the valgrind run lowers).
     fn size(&mut self, min: usize) -> usize {
         let size = match self.below(100) {
             0..=69 => self.below(257),
             70..=94 => self.below(64 << 10),
-            _ => self.below(4 << 20),
+            _ => self.below(max_size()),
         };
-        size.max(min)
+        size.clamp(min, max_size().max(min))
     }
 }
 
@@ -481,6 +482,15 @@ fn run_stress(seed: u64, ops: usize) {
     });
 }
 
+fn max_size() -> usize {
+    static MAX_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX_SIZE.get_or_init(|| {
+        env::var("PYALLOC_STRESS_MAX_SIZE")
+            .map(|text| text.parse().expect("PYALLOC_STRESS_MAX_SIZE is a number"))
+            .unwrap_or(4 << 20)
+    })
+}
+
 fn ops() -> usize {
     env::var("PYALLOC_STRESS_OPS")
         .map(|text| text.parse().expect("PYALLOC_STRESS_OPS is a number"))
@@ -516,4 +526,37 @@ fn stress_under_debug_hooks() {
             "stress under PYTHONMALLOC={mode} failed (PYALLOC_STRESS_SEED={seed})"
         );
     }
+}
+
+/// A short run of the same seed under valgrind with `PYTHONMALLOC=malloc`:
+/// no invalid read, write or free across threads, families and hand-offs.
+#[test]
+fn stress_under_valgrind() {
+    if env::var_os("PYALLOC_STRESS_CHILD").is_some() {
+        return;
+    }
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("skipped: valgrind is not installed");
+        return;
+    }
+    let seed = seed();
+    let suppressions = format!(
+        "--suppressions={}/c_tests/valgrind-python.supp",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let status = Command::new("valgrind")
+        .args(["--quiet", "--error-exitcode=99", "--leak-check=no", &suppressions])
+        .arg(env::current_exe().expect("test binary"))
+        .args(["--exact", "stress", "--nocapture", "--test-threads=1"])
+        .env("PYTHONMALLOC", "malloc")
+        .env("PYALLOC_STRESS_CHILD", "1")
+        .env("PYALLOC_STRESS_SEED", seed.to_string())
+        .env("PYALLOC_STRESS_OPS", "300")
+        .env("PYALLOC_STRESS_MAX_SIZE", "65536")
+        .status()
+        .expect("valgrind runs");
+    assert!(
+        status.success(),
+        "stress under valgrind failed (PYALLOC_STRESS_SEED={seed})"
+    );
 }
