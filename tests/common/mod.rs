@@ -78,11 +78,27 @@ pub fn without_gil<T>(job: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Tests that read the global statistics or the deferred queue take this, so
-/// that their counts are not disturbed by one another.
-pub fn serial() -> MutexGuard<'static, ()> {
+/// Held by a test for its whole run: tests that read the global statistics
+/// or the deferred queue must not disturb one another's counts. When the
+/// test ends (without panicking), the deferred queue must empty on collect.
+pub struct Serial(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            with_gil(pyalloc::collect);
+            let stats = pyalloc::stats();
+            assert_eq!(
+                stats.deferred_pending, 0,
+                "the deferred queue is empty after the test: {stats:?}"
+            );
+        }
+    }
+}
+
+pub fn serial() -> Serial {
     static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    Serial(SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
 /// Whether C could `PyMem_Free` this block.
