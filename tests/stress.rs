@@ -560,3 +560,42 @@ fn stress_under_valgrind() {
         "stress under valgrind failed (PYALLOC_STRESS_SEED={seed})"
     );
 }
+
+/// The same seed with AddressSanitizer's runtime preloaded and
+/// `PYTHONMALLOC=malloc`: every block the system allocator hands out (the
+/// private family, and libpython's) has redzones, and any invalid or double
+/// free is fatal. (Stable Rust cannot instrument its own code; the C tests'
+/// ASan builds cover the C side.)
+#[test]
+fn stress_under_asan() {
+    if env::var_os("PYALLOC_STRESS_CHILD").is_some() {
+        return;
+    }
+    let runtime = Command::new("cc")
+        .arg("-print-file-name=libasan.so")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_default();
+    if !std::path::Path::new(&runtime).is_absolute() {
+        eprintln!("skipped: the C compiler has no libasan.so");
+        return;
+    }
+    let seed = seed();
+    let output = Command::new(env::current_exe().expect("test binary"))
+        .args(["--exact", "stress", "--nocapture", "--test-threads=1"])
+        .env("LD_PRELOAD", &runtime)
+        .env("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1:verbosity=1")
+        .env("PYTHONMALLOC", "malloc")
+        .env("PYALLOC_STRESS_CHILD", "1")
+        .env("PYALLOC_STRESS_SEED", seed.to_string())
+        .env("PYALLOC_STRESS_OPS", (ops() / 2).max(1).to_string())
+        .output()
+        .expect("the test binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("AddressSanitizer"), "ASan's runtime did not load");
+    assert!(
+        output.status.success(),
+        "stress under ASan failed (PYALLOC_STRESS_SEED={seed}):\n{}",
+        &stderr[stderr.len().saturating_sub(4000)..]
+    );
+}
