@@ -100,6 +100,17 @@ static void *consume_on_plain_thread(void *arg) {
     return NULL;
 }
 
+/* C's PyMem_Malloc block of `len` bytes, handed to Rust on a thread without
+ * the GIL: Rust drops it there, so it must be queued, not freed. The caller
+ * holds the GIL throughout, so nobody drains the queue meanwhile. */
+static void queue_pymem_block_from_plain_thread(size_t len, uint8_t seed) {
+    struct consume_job job = {PyMem_Malloc(len), len, 0};
+    CHECK(job.buf != NULL);
+    fill_pattern(job.buf, len, seed);
+    run_on_plain_thread(consume_on_plain_thread, &job);
+    CHECK(job.sum == pattern_sum(len, seed));
+}
+
 struct free_job {
     void *block;
     void *realloc_result;
@@ -119,12 +130,7 @@ static void pymem_dropped_without_gil_is_deferred(void) {
     pyalloc_collect();
     pyalloc_stats before = stats_now();
 
-    /* The GIL stays held by this thread: nobody can drain the queue meanwhile. */
-    struct consume_job job = {PyMem_Malloc(4096), 4096, 0};
-    CHECK(job.buf != NULL);
-    fill_pattern(job.buf, job.len, 5);
-    run_on_plain_thread(consume_on_plain_thread, &job);
-    CHECK(job.sum == pattern_sum(4096, 5));
+    queue_pymem_block_from_plain_thread(4096, 5);
 
     pyalloc_stats queued = stats_now();
     CHECK(queued.deferred_pending == before.deferred_pending + 1);
@@ -265,10 +271,7 @@ static void parallel_demo_with_and_without_gil(void) {
 static void fork_with_a_queued_block(void) {
     pyalloc_collect();
     pyalloc_stats before = stats_now();
-    struct consume_job job = {PyMem_Malloc(512), 512, 0};
-    CHECK(job.buf != NULL);
-    fill_pattern(job.buf, job.len, 21);
-    run_on_plain_thread(consume_on_plain_thread, &job);
+    queue_pymem_block_from_plain_thread(512, 21);
     CHECK(stats_now().deferred_pending == before.deferred_pending + 1);
 
     PyOS_BeforeFork();

@@ -505,20 +505,41 @@ fn stress() {
     run_stress(seed(), ops());
 }
 
+/// The `stress` test of this binary, run again as a child process with the
+/// given seed, operations per thread and environment, under `wrapper`
+/// (valgrind) when one is given.
+fn stress_child(seed: u64, ops: usize, wrapper: &[&str], vars: &[(&str, &str)]) -> Command {
+    let test_binary = env::current_exe().expect("test binary");
+    let mut command = match wrapper.split_first() {
+        Some((tool, args)) => {
+            let mut command = Command::new(tool);
+            command.args(args).arg(&test_binary);
+            command
+        }
+        None => Command::new(&test_binary),
+    };
+    command
+        .args(["--exact", "stress", "--nocapture", "--test-threads=1"])
+        .env("PYALLOC_STRESS_CHILD", "1")
+        .env("PYALLOC_STRESS_SEED", seed.to_string())
+        .env("PYALLOC_STRESS_OPS", ops.to_string())
+        .envs(vars.iter().copied());
+    command
+}
+
+fn is_stress_child() -> bool {
+    env::var_os("PYALLOC_STRESS_CHILD").is_some()
+}
+
 /// The same seed again in a child process under the debug hooks.
 #[test]
 fn stress_under_debug_hooks() {
-    if env::var_os("PYALLOC_STRESS_CHILD").is_some() {
+    if is_stress_child() {
         return;
     }
     let seed = seed();
     for mode in ["debug", "malloc_debug"] {
-        let status = Command::new(env::current_exe().expect("test binary"))
-            .args(["--exact", "stress", "--nocapture", "--test-threads=1"])
-            .env("PYTHONMALLOC", mode)
-            .env("PYALLOC_STRESS_CHILD", "1")
-            .env("PYALLOC_STRESS_SEED", seed.to_string())
-            .env("PYALLOC_STRESS_OPS", (ops() / 2).max(1).to_string())
+        let status = stress_child(seed, (ops() / 2).max(1), &[], &[("PYTHONMALLOC", mode)])
             .status()
             .expect("the test binary runs");
         assert!(
@@ -532,7 +553,7 @@ fn stress_under_debug_hooks() {
 /// no invalid read, write or free across threads, families and hand-offs.
 #[test]
 fn stress_under_valgrind() {
-    if env::var_os("PYALLOC_STRESS_CHILD").is_some() {
+    if is_stress_child() {
         return;
     }
     if Command::new("valgrind").arg("--version").output().is_err() {
@@ -544,17 +565,20 @@ fn stress_under_valgrind() {
         "--suppressions={}/c_tests/valgrind-python.supp",
         env!("CARGO_MANIFEST_DIR")
     );
-    let status = Command::new("valgrind")
-        .args(["--quiet", "--error-exitcode=99", "--leak-check=no", &suppressions])
-        .arg(env::current_exe().expect("test binary"))
-        .args(["--exact", "stress", "--nocapture", "--test-threads=1"])
-        .env("PYTHONMALLOC", "malloc")
-        .env("PYALLOC_STRESS_CHILD", "1")
-        .env("PYALLOC_STRESS_SEED", seed.to_string())
-        .env("PYALLOC_STRESS_OPS", "300")
-        .env("PYALLOC_STRESS_MAX_SIZE", "65536")
-        .status()
-        .expect("valgrind runs");
+    let status = stress_child(
+        seed,
+        300,
+        &[
+            "valgrind",
+            "--quiet",
+            "--error-exitcode=99",
+            "--leak-check=no",
+            &suppressions,
+        ],
+        &[("PYTHONMALLOC", "malloc"), ("PYALLOC_STRESS_MAX_SIZE", "65536")],
+    )
+    .status()
+    .expect("valgrind runs");
     assert!(
         status.success(),
         "stress under valgrind failed (PYALLOC_STRESS_SEED={seed})"
@@ -568,7 +592,7 @@ fn stress_under_valgrind() {
 /// ASan builds cover the C side.)
 #[test]
 fn stress_under_asan() {
-    if env::var_os("PYALLOC_STRESS_CHILD").is_some() {
+    if is_stress_child() {
         return;
     }
     let runtime = Command::new("cc")
@@ -581,16 +605,18 @@ fn stress_under_asan() {
         return;
     }
     let seed = seed();
-    let output = Command::new(env::current_exe().expect("test binary"))
-        .args(["--exact", "stress", "--nocapture", "--test-threads=1"])
-        .env("LD_PRELOAD", &runtime)
-        .env("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1:verbosity=1")
-        .env("PYTHONMALLOC", "malloc")
-        .env("PYALLOC_STRESS_CHILD", "1")
-        .env("PYALLOC_STRESS_SEED", seed.to_string())
-        .env("PYALLOC_STRESS_OPS", (ops() / 2).max(1).to_string())
-        .output()
-        .expect("the test binary runs");
+    let output = stress_child(
+        seed,
+        (ops() / 2).max(1),
+        &[],
+        &[
+            ("LD_PRELOAD", &runtime),
+            ("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1:verbosity=1"),
+            ("PYTHONMALLOC", "malloc"),
+        ],
+    )
+    .output()
+    .expect("the test binary runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("AddressSanitizer"), "ASan's runtime did not load");
     assert!(

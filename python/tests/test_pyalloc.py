@@ -24,6 +24,14 @@ INNER_RUN = os.environ.get("PYALLOC_INNER_RUN") == "1"
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_snippet(code):
+    """Runs Python code in a fresh interpreter (this one's environment); returns
+    its stdout, failing the test on a non-zero exit or after two minutes."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def address_of(view):
     """The address a memoryview reads from (zero-copy checks)."""
     return ctypes.addressof(ctypes.c_char.from_buffer(view))
@@ -124,9 +132,7 @@ def test_parallel_with_tracemalloc_does_not_deadlock():
         "assert a == b != 0, (a, b)\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    assert run_snippet(code).strip() == "ok"
 
 
 def test_consume_from_python_threads():
@@ -208,9 +214,7 @@ def test_memory_error_when_pymem_fails(call):
         "    _testcapi.remove_mem_hooks()\n"
         "print(outcome)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "MemoryError"
+    assert run_snippet(code).strip() == "MemoryError"
 
 
 def test_rust_buffer_cannot_be_made_from_python():
@@ -281,9 +285,7 @@ def test_module_declines_subinterpreters_with_their_own_gil():
         "print(repr(result))\n"
         "print(interpreters.run_string(interp, 'import math'))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    refused, control = result.stdout.strip().splitlines()
+    refused, control = run_snippet(code).strip().splitlines()
     assert "ImportError" in refused and "subinterpreters" in refused, refused
     assert control == "None", "a module without the declaration imports fine"
 
