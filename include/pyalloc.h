@@ -97,11 +97,9 @@ void pyalloc_free(void *ptr);
 
 // True when C may release `ptr` with `PyMem_Free` (holding the GIL): the
 // block is in the main interpreter's PyMem heap. False for NULL and for
-// private blocks, which only `pyalloc_free` may release.
-//
-// # Safety
-// `ptr` is NULL or a live block from one of the allocators above; only its
-// address is read.
+// private blocks, which only `pyalloc_free` may release. Only the address is
+// read, so any pointer is accepted; the answer is meaningful for live blocks
+// from the allocators above.
 bool pyalloc_is_pymem(const void *ptr);
 
 // Returns a block that C may release with `PyMem_Free` holding the first

@@ -100,13 +100,11 @@ pub unsafe extern "C" fn pyalloc_free(ptr: *mut c_void) {
 
 /// True when C may release `ptr` with `PyMem_Free` (holding the GIL): the
 /// block is in the main interpreter's PyMem heap. False for NULL and for
-/// private blocks, which only `pyalloc_free` may release.
-///
-/// # Safety
-/// `ptr` is NULL or a live block from one of the allocators above; only its
-/// address is read.
+/// private blocks, which only `pyalloc_free` may release. Only the address is
+/// read, so any pointer is accepted; the answer is meaningful for live blocks
+/// from the allocators above.
 #[no_mangle]
-pub unsafe extern "C" fn pyalloc_is_pymem(ptr: *const c_void) -> bool {
+pub extern "C" fn pyalloc_is_pymem(ptr: *const c_void) -> bool {
     let block = ptr.cast::<u8>();
     !block.is_null() && family::is_plausible(block) && family::family_of(block) == Family::Pymem
 }

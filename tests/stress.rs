@@ -24,7 +24,7 @@ use pyalloc::{into_pymem, vec_from_pymem, PyAlloc};
 use pyo3_ffi as ffi;
 
 const THREADS: usize = 4;
-const DEFAULT_OPS: usize = 3000;
+const DEFAULT_OPS: usize = 2000;
 const POOL_LIMIT: usize = 400;
 
 /// SplitMix64: small, seedable, good enough to pick operations.

@@ -103,6 +103,5 @@ pub fn serial() -> Serial {
 
 /// Whether C could `PyMem_Free` this block.
 pub fn is_pymem<T: ?Sized>(block: *const T) -> bool {
-    // SAFETY: only the address is inspected.
-    unsafe { pyalloc::pyalloc_is_pymem(block.cast()) }
+    pyalloc::pyalloc_is_pymem(block.cast())
 }

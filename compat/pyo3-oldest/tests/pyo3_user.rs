@@ -6,8 +6,7 @@ use pyo3::prelude::*;
 static GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;
 
 fn is_pymem(block: *const u8) -> bool {
-    // SAFETY: only the address is read.
-    unsafe { pyalloc::pyalloc_is_pymem(block.cast()) }
+    pyalloc::pyalloc_is_pymem(block.cast())
 }
 
 #[test]
