@@ -126,8 +126,11 @@ pub(crate) fn on_gil_entry() {
 fn on_gil_entry_slow() {
     if !EXIT_HOOK_REGISTERED.load(Relaxed) {
         // Only GIL holders set it and only the exit hook clears it, so this
-        // does not race; a full Py_AtExit table (32 slots) means orphans are
-        // detected by `is_initialized` alone.
+        // does not race. If CPython's Py_AtExit table (32 slots) is full, the
+        // hook is missing: blocks released once finalization has begun are
+        // still orphaned (`is_initialized`), but blocks queued before it and
+        // never drained would be freed by the next interpreter's first GIL
+        // holder. Not retried: a retry would cost every GIL entry.
         EXIT_HOOK_REGISTERED.store(true, Relaxed);
         python::at_exit(orphan_queue_at_exit);
     }
