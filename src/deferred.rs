@@ -84,8 +84,12 @@ pub(crate) unsafe fn defer(block: *mut u8, known_size: Option<usize>) {
         };
         boxed.cast::<u8>().wrapping_add(BOXED_TAG).cast::<Node>()
     };
+    // Counted before it is published: a GIL holder may drain (and uncount)
+    // the node the moment `push` makes it visible, and counting afterwards
+    // let the count wrap below zero. Counting first only ever over-counts a
+    // block for a moment, and the count is just the pending-call trigger.
+    let queued = QUEUED.fetch_add(1, Relaxed).wrapping_add(1);
     push(node);
-    let queued = QUEUED.fetch_add(1, Relaxed) + 1;
     if queued > PENDING_CALL_BOUND && !PENDING_CALL_SCHEDULED.swap(true, AcqRel) {
         if python::is_initialized() && python::add_pending_call(drain_pending_call) {
             stats::PENDING_CALLS.fetch_add(1, Relaxed);

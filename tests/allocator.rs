@@ -263,3 +263,38 @@ fn thread_local_destructors_free_pymem_blocks_without_the_gil() {
     with_gil(pyalloc::collect);
     assert_eq!(pyalloc::stats().deferred_pending, 0);
 }
+
+/// Regression: the stress test once caught `defer` counting a block after
+/// publishing it, so a GIL holder could drain (and uncount) it first and the
+/// queue length wrapped below zero: an overflow panic inside `dealloc`.
+/// Here one thread drops pymem blocks without the GIL while another holds the
+/// GIL and drains on every allocation, so the two meet thousands of times.
+#[test]
+fn deferrals_racing_a_drain_keep_the_queue_count() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const BLOCKS: usize = 200_000;
+    let _serial = serial();
+    let blocks: Vec<Box<[u64; 4]>> = with_gil(|| (0..BLOCKS).map(|i| Box::new([i as u64; 4])).collect());
+    let dropping = AtomicBool::new(true);
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            with_gil(|| {
+                while dropping.load(Ordering::Relaxed) {
+                    // Each allocation under the GIL drains what was queued.
+                    drop(std::hint::black_box(Box::new(1u64)));
+                }
+            })
+        });
+        scope.spawn(|| {
+            for block in blocks {
+                drop(block);
+            }
+            dropping.store(false, Ordering::Relaxed);
+        });
+    });
+    let stats = with_gil(|| {
+        pyalloc::collect();
+        pyalloc::stats()
+    });
+    assert_eq!(stats.deferred_pending, 0, "{stats:?}");
+}

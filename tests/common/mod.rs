@@ -86,6 +86,11 @@ pub struct Serial(#[allow(dead_code)] MutexGuard<'static, ()>);
 impl Drop for Serial {
     fn drop(&mut self) {
         if !thread::panicking() {
+            // A drain the test scheduled with Py_AddPendingCall runs now, so
+            // the next test can schedule its own.
+            // SAFETY: on the main thread with the GIL held.
+            let status = on_main_thread(|| unsafe { ffi::Py_MakePendingCalls() });
+            assert_eq!(status, 0, "pending calls ran");
             with_gil(pyalloc::collect);
             let stats = pyalloc::stats();
             assert_eq!(
