@@ -88,6 +88,9 @@ fn emit_test_link_args(python: &HashMap<String, String>) {
         // Applies to this package's tests, benches and examples only: a
         // staticlib or rlib is not linked here, so users are not affected.
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
+        // Dependents that embed the interpreter (the benchmark) read it as
+        // DEP_PYALLOC_PYTHON_LIB_DIR for their own rpath.
+        println!("cargo:python_lib_dir={lib_dir}");
     }
     let executable = python.get("executable").cloned().unwrap_or_default();
     println!("cargo:rustc-env=PYALLOC_BUILD_PYTHON={executable}");

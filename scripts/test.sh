@@ -2,7 +2,8 @@
 # pyalloc's test command: formatting, lints, docs; then, once per CPython
 # 3.9-3.13 that pyenv has (the machine's python3 alone where pyenv has none),
 # every Rust and C test and the Python suite in a fresh virtual environment;
-# then both ends of the supported pyo3-ffi range. Fails on the first failure;
+# then both ends of the supported pyo3-ffi range, and the benchmark in its
+# quick mode. Fails on the first failure;
 # prints one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,10 @@ cargo clippy --all-targets -- -D warnings
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+
+step "the benchmark crate: cargo fmt --check, clippy -D warnings"
+cargo fmt --manifest-path bench/Cargo.toml -- --check
+cargo clippy --quiet --manifest-path bench/Cargo.toml --all-targets -- -D warnings
 
 # The newest installed patch release of each supported minor version.
 interpreters=()
@@ -73,6 +78,9 @@ cp -r Cargo.toml Cargo.lock build.rs cbindgen.toml README.md src tests c_tests i
 
 step "a PyO3 $oldest user crate with PyAlloc as its global allocator"
 CARGO_TARGET_DIR=target/compat/target cargo test --manifest-path compat/pyo3-oldest/Cargo.toml
+
+step "the benchmark, quick mode (it must build and run; its timings fail nothing)"
+scripts/bench.sh --quick
 
 step "summary"
 echo "CPython versions: ${passed} passed, 0 failed"

@@ -55,8 +55,36 @@ pub(crate) fn holds_main_gil() -> bool {
     // SAFETY: `tstate` is the calling thread's own attached thread state, so it
     // stays alive while this thread holds it, and its layout begins with
     // `ThreadStateHead` on every supported version (see above).
-    // `PyInterpreterState_Main` only reads the runtime's pointer.
-    unsafe { (*tstate.cast::<ThreadStateHead>()).interp == PyInterpreterState_Main() }
+    unsafe { (*tstate.cast::<ThreadStateHead>()).interp == main_interpreter() }
+}
+
+/// 3.11+: the main interpreter is a static inside `_PyRuntime`
+/// (`_main_interpreter`), so its address never changes, not even across
+/// `Py_FinalizeEx` and a new `Py_Initialize`: cached after the first call.
+/// (Reproduced here on 3.11-3.13: the same address over three init/finalize
+/// cycles, a fixed offset into `_PyRuntime`.)
+#[cfg(pyalloc_py311)]
+#[inline]
+fn main_interpreter() -> *mut PyInterpreterState {
+    use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
+    static MAIN: AtomicPtr<PyInterpreterState> = AtomicPtr::new(core::ptr::null_mut());
+    let cached = MAIN.load(Relaxed);
+    if !cached.is_null() {
+        return cached;
+    }
+    // SAFETY: only reads the runtime's pointer; callable at any time.
+    let main = unsafe { PyInterpreterState_Main() };
+    MAIN.store(main, Relaxed);
+    main
+}
+
+/// 3.9-3.10: the main interpreter is allocated by each `Py_Initialize`, so it
+/// is asked every time (a stale address could match a later subinterpreter).
+#[cfg(not(pyalloc_py311))]
+#[inline]
+fn main_interpreter() -> *mut PyInterpreterState {
+    // SAFETY: only reads the runtime's pointer; callable at any time.
+    unsafe { PyInterpreterState_Main() }
 }
 
 /// 3.12+: the attached thread state is a thread-local, NULL on a thread that

@@ -1,0 +1,169 @@
+//! The allocators under test, and the switch that makes one of them the
+//! program's global allocator for a stretch of code (for the cases that go
+//! through Rust's collections).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+use mimalloc::MiMalloc;
+use pyalloc::PyAlloc;
+use pyo3_ffi as ffi;
+
+/// Bare `PyMem_*` calls with no check at all: the floor that pyalloc's
+/// safety is paid on top of. Sound only with the GIL held and alignment <= 16.
+pub struct PyMemDirect;
+
+// SAFETY: only used with the GIL held and alignments PyMem honours (16).
+unsafe impl GlobalAlloc for PyMemDirect {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the bench holds the GIL whenever this contender runs.
+        unsafe { ffi::PyMem_Malloc(layout.size()).cast() }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as in `alloc`.
+        unsafe { ffi::PyMem_Calloc(1, layout.size()).cast() }
+    }
+    unsafe fn dealloc(&self, block: *mut u8, _: Layout) {
+        // SAFETY: as in `alloc`; `block` came from this allocator.
+        unsafe { ffi::PyMem_Free(block.cast()) }
+    }
+    unsafe fn realloc(&self, block: *mut u8, _: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as in `dealloc`.
+        unsafe { ffi::PyMem_Realloc(block.cast(), new_size).cast() }
+    }
+}
+
+/// The forwarder most projects write first (what pyalloc replaces): `PyMem_*`
+/// for every layout, GIL or not, and the trait's default `alloc_zeroed`,
+/// which is `alloc` followed by a memset. Only run where that is safe.
+pub struct Naive;
+
+// SAFETY: as for PyMemDirect; the bench runs it only where it is sound.
+unsafe impl GlobalAlloc for Naive {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for PyMemDirect.
+        unsafe { ffi::PyMem_Malloc(layout.size()).cast() }
+    }
+    unsafe fn dealloc(&self, block: *mut u8, _: Layout) {
+        // SAFETY: as for PyMemDirect.
+        unsafe { ffi::PyMem_Free(block.cast()) }
+    }
+    unsafe fn realloc(&self, block: *mut u8, _: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for PyMemDirect.
+        unsafe { ffi::PyMem_Realloc(block.cast(), new_size).cast() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Contender {
+    /// pyalloc on a thread that holds the GIL (the pymem family).
+    PyAlloc,
+    /// pyalloc with the GIL released (the private family).
+    PyAllocNoGil,
+    PyMemDirect,
+    Naive,
+    System,
+    Mimalloc,
+}
+
+impl Contender {
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::PyAlloc => "pyalloc",
+            Contender::PyAllocNoGil => "pyalloc (no GIL)",
+            Contender::PyMemDirect => "pymem-direct",
+            Contender::Naive => "naive",
+            Contender::System => "system",
+            Contender::Mimalloc => "mimalloc",
+        }
+    }
+
+    /// Whether the bench thread releases the GIL while this contender runs.
+    pub fn releases_gil(self) -> bool {
+        self == Contender::PyAllocNoGil
+    }
+
+    fn from_u8(value: u8) -> Contender {
+        [
+            Contender::PyAlloc,
+            Contender::PyAllocNoGil,
+            Contender::PyMemDirect,
+            Contender::Naive,
+            Contender::System,
+            Contender::Mimalloc,
+        ][value as usize]
+    }
+}
+
+/// Something to run against one allocator, monomorphised per contender so
+/// that no contender pays for dynamic dispatch.
+pub trait Workload {
+    type Output;
+    fn run<A: GlobalAlloc>(&mut self, alloc: &A) -> Self::Output;
+}
+
+/// Runs `workload` against `contender`'s allocator.
+pub fn run<W: Workload>(contender: Contender, workload: &mut W) -> W::Output {
+    match contender {
+        Contender::PyAlloc | Contender::PyAllocNoGil => workload.run(&PyAlloc),
+        Contender::PyMemDirect => workload.run(&PyMemDirect),
+        Contender::Naive => workload.run(&Naive),
+        Contender::System => workload.run(&System),
+        Contender::Mimalloc => workload.run(&MiMalloc),
+    }
+}
+
+/// The program's global allocator: `System`, except inside `with_global`.
+/// Every contender in the collection cases pays the same dispatch (one
+/// relaxed load and a jump per call).
+pub struct Switch;
+
+static SELECTED: AtomicU8 = AtomicU8::new(Contender::System as u8);
+
+#[global_allocator]
+static GLOBAL: Switch = Switch;
+
+macro_rules! dispatch {
+    ($method:ident($($arg:expr),*)) => {
+        match Contender::from_u8(SELECTED.load(Relaxed)) {
+            Contender::PyAlloc | Contender::PyAllocNoGil => PyAlloc.$method($($arg),*),
+            Contender::PyMemDirect => PyMemDirect.$method($($arg),*),
+            Contender::Naive => Naive.$method($($arg),*),
+            Contender::System => System.$method($($arg),*),
+            Contender::Mimalloc => MiMalloc.$method($($arg),*),
+        }
+    };
+}
+
+// SAFETY: each call goes to the selected allocator, and the selection only
+// changes in `with_global`, between which no block crosses (the closure's
+// result is `Copy`, so it owns no heap memory), on a single thread.
+unsafe impl GlobalAlloc for Switch {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { dispatch!(alloc(layout)) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { dispatch!(alloc_zeroed(layout)) }
+    }
+    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        // SAFETY: the block came from the same selection (see above).
+        unsafe { dispatch!(dealloc(block, layout)) }
+    }
+    unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as in `dealloc`.
+        unsafe { dispatch!(realloc(block, layout, new_size)) }
+    }
+}
+
+/// Runs `job` with `contender` as the global allocator. Everything `job`
+/// allocates must be freed inside it; its result is `Copy`, so it cannot carry
+/// a heap block out. Single-threaded cases only.
+pub fn with_global<R: Copy>(contender: Contender, job: impl FnOnce() -> R) -> R {
+    SELECTED.store(contender as u8, Relaxed);
+    let result = job();
+    SELECTED.store(Contender::System as u8, Relaxed);
+    result
+}

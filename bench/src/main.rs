@@ -1,0 +1,317 @@
+//! pyalloc's benchmark (issue 4): pyalloc against bare `PyMem_*` calls, the
+//! naive forwarder, the system allocator and mimalloc, in one process with an
+//! embedded interpreter, the contenders interleaved round by round. Prints
+//! each case's medians with their ratio to the case's reference, checks the
+//! targets, and writes everything as JSON for `bench/report.py`.
+//!
+//! `pyalloc-bench [--quick] [--json PATH] [--case N]` (`--case` runs one
+//! case, to profile it); `scripts/bench.sh` runs it for
+//! every CPython it reports on. Timing never fails the program: a missed
+//! target is printed as missed. It fails only when a case goes wrong (a NULL,
+//! a hand-off that copied).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod cases;
+mod contenders;
+mod measure;
+
+use std::ffi::CStr;
+use std::fmt::Write as _;
+
+use pyo3_ffi as ffi;
+use serde_json::{json, Value};
+
+use cases::{Plan, Table};
+
+struct Target {
+    name: &'static str,
+    measured: f64,
+    limit: &'static str,
+    met: bool,
+    detail: String,
+}
+
+fn main() {
+    let mut quick = false;
+    let mut json_path = None;
+    let mut only = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--json" => json_path = Some(args.next().expect("--json takes a path")),
+            "--case" => only = Some(args.next().expect("--case takes a case number, 1 to 6")),
+            other => {
+                eprintln!(
+                    "usage: pyalloc-bench [--quick] [--json PATH] [--case N] (unknown argument {other:?})"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    let plan = Plan { quick };
+
+    // SAFETY: initialised once, on this thread, which keeps the GIL except
+    // where a contender runs without it (`measure::gil_state_for`).
+    unsafe { ffi::Py_InitializeEx(0) };
+    // SAFETY: Py_GetVersion returns a static NUL-terminated string.
+    let version = unsafe { CStr::from_ptr(ffi::Py_GetVersion()) }
+        .to_string_lossy()
+        .into_owned();
+    let python = version.split_whitespace().next().unwrap_or("?").to_owned();
+    let allocator = std::env::var("PYTHONMALLOC").unwrap_or_else(|_| "pymalloc".into());
+    println!(
+        "pyalloc-bench{}: CPython {python} ({allocator}), {}",
+        if quick { " --quick" } else { "" },
+        cpu_model()
+    );
+
+    let mut tables = Vec::new();
+    for (number, run) in (1..).zip([
+        cases::pairs as fn(Plan) -> Vec<Table>,
+        |plan| vec![cases::vec_growth(plan)],
+        |plan| vec![cases::zeroed(plan)],
+        |plan| vec![cases::threads(plan)],
+        |plan| vec![cases::json(plan)],
+        |plan| vec![cases::hand_off(plan)],
+    ]) {
+        if only.as_ref().is_some_and(|only| *only != number.to_string()) {
+            continue;
+        }
+        for table in run(plan) {
+            print!("{}", render(&table));
+            tables.push(table);
+        }
+    }
+
+    if only.is_some() {
+        // One case alone is for profiling: the targets need them all.
+        return;
+    }
+    let targets = targets(&tables);
+    println!("\nTargets (CPython {python}):");
+    for target in &targets {
+        println!(
+            "  {:<4} {}: {} (limit {}){}",
+            if target.met { "met" } else { "MISSED" },
+            target.name,
+            format_number(target.measured),
+            target.limit,
+            if target.detail.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", target.detail)
+            },
+        );
+    }
+
+    if let Some(path) = json_path {
+        let document = to_json(&python, &allocator, quick, &tables, &targets);
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&document).expect("serialisable"),
+        )
+        .unwrap_or_else(|error| panic!("cannot write {path}: {error}"));
+        println!("wrote {path}");
+    }
+}
+
+fn ratio(table: &Table, value: f64, row: &cases::Row) -> f64 {
+    let reference = table
+        .columns
+        .iter()
+        .position(|c| *c == table.reference)
+        .expect("reference column");
+    value / row.values[reference]
+}
+
+fn render(table: &Table) -> String {
+    let mut out = format!(
+        "\n{} [{}; ratio to {}]\n",
+        table.title, table.unit, table.reference
+    );
+    let _ = write!(out, "  {:<8}", "");
+    for column in &table.columns {
+        let _ = write!(out, " {column:>22}");
+    }
+    out.push('\n');
+    for row in &table.rows {
+        let _ = write!(out, "  {:<8}", row.label);
+        for &value in &row.values {
+            let cell = format!("{} ({:.2}x)", format_number(value), ratio(table, value, row));
+            let _ = write!(out, " {cell:>22}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn format_number(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn find<'a>(tables: &'a [Table], id: &str) -> &'a Table {
+    tables.iter().find(|t| t.id == id).expect("every case ran")
+}
+
+/// The worst ratio of `column` to `reference` over the rows that `keep`.
+fn worst_ratio(table: &Table, column: &str, reference: &str, keep: impl Fn(&str) -> bool) -> (f64, String) {
+    table
+        .rows
+        .iter()
+        .filter(|row| keep(&row.label))
+        .map(|row| {
+            let value = table.value(&row.label, column).expect("column");
+            let base = table.value(&row.label, reference).expect("reference");
+            (value / base, row.label.clone())
+        })
+        .fold((f64::MIN, String::new()), |worst, next| {
+            if next.0 > worst.0 {
+                next
+            } else {
+                worst
+            }
+        })
+}
+
+fn targets(tables: &[Table]) -> Vec<Target> {
+    let small = |label: &str| label.ends_with(" B");
+    let mut targets = Vec::new();
+    for id in ["pairs-batch", "pairs-single"] {
+        let table = find(tables, id);
+        let (direct, at) = worst_ratio(table, "pyalloc", "pymem-direct", small);
+        targets.push(Target {
+            name: if id == "pairs-batch" {
+                "case 1 batches <= 512 B: pyalloc / pymem-direct"
+            } else {
+                "case 1 one at a time <= 512 B: pyalloc / pymem-direct"
+            },
+            measured: direct,
+            limit: "<= 1.25",
+            met: direct <= 1.25,
+            detail: format!("worst at {at}"),
+        });
+        let (system, at) = worst_ratio(table, "pyalloc", "system", small);
+        targets.push(Target {
+            name: if id == "pairs-batch" {
+                "case 1 batches <= 512 B: pyalloc / system"
+            } else {
+                "case 1 one at a time <= 512 B: pyalloc / system"
+            },
+            measured: system,
+            limit: "< 1.0",
+            met: system < 1.0,
+            detail: format!("worst at {at}"),
+        });
+    }
+    let zeroed = find(tables, "alloc-zeroed");
+    let label = zeroed.rows[0].label.clone();
+    let speedup =
+        zeroed.value(&label, "naive").expect("naive") / zeroed.value(&label, "pyalloc").expect("pyalloc");
+    targets.push(Target {
+        name: "case 3 alloc_zeroed 64 MiB: naive / pyalloc",
+        measured: speedup,
+        limit: ">= 1000",
+        met: speedup >= 1000.0,
+        detail: String::new(),
+    });
+    let threads = find(tables, "two-threads");
+    let (slowdown, at) = worst_ratio(threads, "pyalloc (no GIL)", "system", |_| true);
+    targets.push(Target {
+        name: "case 4 two threads: pyalloc throughput / system",
+        measured: 1.0 / slowdown,
+        limit: ">= 0.9",
+        met: 1.0 / slowdown >= 0.9,
+        detail: format!("worst at {at}"),
+    });
+    let json = find(tables, "json");
+    let (json_ratio, _) = worst_ratio(json, "pyalloc", "system", |_| true);
+    targets.push(Target {
+        name: "case 5 serde_json: pyalloc / system",
+        measured: json_ratio,
+        limit: "<= 1.0",
+        met: json_ratio <= 1.0,
+        detail: String::new(),
+    });
+    let hand_off = find(tables, "hand-off");
+    let (slowest, at) = hand_off
+        .rows
+        .iter()
+        .map(|row| (row.values[0], row.label.clone()))
+        .fold((f64::MIN, String::new()), |worst, next| {
+            if next.0 > worst.0 {
+                next
+            } else {
+                worst
+            }
+        });
+    targets.push(Target {
+        name: "case 6 hand-off, ns at the slowest size",
+        measured: slowest,
+        limit: "< 1000",
+        met: slowest < 1000.0,
+        detail: format!("at {at}"),
+    });
+    targets
+}
+
+fn to_json(python: &str, allocator: &str, quick: bool, tables: &[Table], targets: &[Target]) -> Value {
+    json!({
+        "python": python,
+        "allocator": allocator,
+        "quick": quick,
+        "date": command_output("date", &["-u", "+%Y-%m-%d"]),
+        "machine": {
+            "cpu": cpu_model(),
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "kernel": command_output("uname", &["-sr"]),
+            "rustc": command_output("rustc", &["--version"]),
+        },
+        "tables": tables.iter().map(|table| json!({
+            "id": table.id,
+            "title": table.title,
+            "unit": table.unit,
+            "reference": table.reference,
+            "columns": table.columns,
+            "rows": table.rows.iter().map(|row| json!({
+                "label": row.label,
+                "values": row.values,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "targets": targets.iter().map(|target| json!({
+            "name": target.name,
+            "measured": target.measured,
+            "limit": target.limit,
+            "met": target.met,
+            "detail": target.detail,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

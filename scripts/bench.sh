@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# pyalloc's benchmark: runs bench/ (an embedded interpreter, every contender
+# interleaved in one process) on CPython 3.11, 3.12 and 3.13, then writes
+# bench/results.md and bench/results.png from the runs' JSON.
+#
+#   scripts/bench.sh           the full run (a few minutes), results in bench/
+#   scripts/bench.sh --quick   seconds, CPython 3.11 only, results in
+#                              target/bench-quick/ (the test command runs it
+#                              so that the benchmark keeps building and running)
+#
+# Timing never fails it: missed targets are printed as missed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=()
+out=bench
+minors=(11 12 13)
+if [ "${1:-}" = "--quick" ]; then
+    quick=(--quick)
+    out=target/bench-quick
+    minors=(11)
+fi
+mkdir -p "$out"
+
+results=()
+for minor in "${minors[@]}"; do
+    python=""
+    if command -v pyenv >/dev/null 2>&1; then
+        version=$(pyenv versions --bare --skip-aliases 2>/dev/null | grep -E "^3\.${minor}\.[0-9]+$" | sort -V | tail -n 1 || true)
+        if [ -n "$version" ]; then
+            python="$(pyenv prefix "$version")/bin/python3.${minor}"
+        fi
+    fi
+    if [ -z "$python" ]; then
+        if command -v "python3.${minor}" >/dev/null 2>&1; then
+            python=$(command -v "python3.${minor}")
+        else
+            echo "bench: no CPython 3.${minor} found, skipped" >&2
+            continue
+        fi
+    fi
+    json="$out/results-3.${minor}.json"
+    PYO3_PYTHON="$python" CARGO_TARGET_DIR="target/bench/py3${minor}" \
+        cargo run --quiet --release --manifest-path bench/Cargo.toml -- "${quick[@]}" --json "$json"
+    results+=("$json")
+done
+if [ ${#results[@]} -eq 0 ]; then
+    echo "bench: no CPython 3.11-3.13 to run on" >&2
+    exit 1
+fi
+
+if [ ${#quick[@]} -gt 0 ]; then
+    python3 bench/report.py --out "$out" "${results[@]}"
+else
+    venv=target/venv/bench
+    if [ ! -x "$venv/bin/python" ]; then
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "matplotlib>=3.5"
+    "$venv/bin/python" bench/report.py --png --out "$out" "${results[@]}"
+fi
