@@ -23,6 +23,10 @@ step "the benchmark crate: cargo fmt --check, clippy -D warnings"
 cargo fmt --manifest-path bench/Cargo.toml -- --check
 cargo clippy --quiet --manifest-path bench/Cargo.toml --all-targets -- -D warnings
 
+step "the examples' crates: cargo fmt --check"
+cargo fmt --manifest-path examples/mixed_extension/rust/Cargo.toml -- --check
+cargo fmt --manifest-path examples/pyo3_tracemalloc/Cargo.toml -- --check
+
 # The newest installed patch release of each supported minor version.
 interpreters=()
 if command -v pyenv >/dev/null 2>&1; then
@@ -59,8 +63,42 @@ for python in "${interpreters[@]}"; do
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools>=64" wheel "pytest>=7"
     env "${build_env[@]}" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation .
     "$venv/bin/python" -m pytest -p no:cacheprovider python/tests
+
+    step "examples/mixed_extension with $("$python" --version): pip install (pyalloc.setuptools), its tests"
+    env "${build_env[@]}" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation ./examples/mixed_extension
+    "$venv/bin/python" -m pytest -p no:cacheprovider examples/mixed_extension/tests
     passed=$((passed + 1))
 done
+
+newest="${interpreters[-1]}"
+venv="target/venv/$("$newest" -c 'import sys; print("py%d%d" % sys.version_info[:2])')"
+step "examples/pyo3_tracemalloc with and without pyalloc (maturin, $("$newest" --version))"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1,<2"
+for features in "" "--no-default-features"; do
+    # maturin's build backend runs `maturin` from PATH: the venv's.
+    PATH="$PWD/$venv/bin:$PATH" MATURIN_PEP517_ARGS="$features" CARGO_TARGET_DIR=target/pyo3-example \
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
+        --force-reinstall --no-deps ./examples/pyo3_tracemalloc
+    "$venv/bin/python" -m pytest -p no:cacheprovider examples/pyo3_tracemalloc/tests
+    "$venv/bin/python" examples/pyo3_tracemalloc/demo.py
+done
+
+step "python -m build: an sdist, and a wheel built from it ($("$newest" --version))"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "build>=1"
+"$venv/bin/python" -m build --outdir target/dist . > target/dist.log 2>&1 || { tail -n 40 target/dist.log; exit 1; }
+tail -n 1 target/dist.log
+
+step "a new user: examples/mixed_extension copied next to a fresh checkout; pip install . in a fresh environment"
+# Outside this repository, so that nothing in it can be found by accident.
+newuser=$(mktemp -d)
+trap 'rm -rf "$newuser"' EXIT
+mkdir -p "$newuser/pyalloc"
+# The checkout: every file git tracks (or would), as the working tree has it.
+git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$newuser/pyalloc"
+cp -r "$newuser/pyalloc/examples/mixed_extension" "$newuser/mixed_extension"
+"$newest" -m venv "$newuser/venv"
+"$newuser/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$newuser/mixed_extension" "pytest>=7"
+(cd "$newuser/mixed_extension" && ../venv/bin/python -m pytest -p no:cacheprovider tests)
 
 # pyo3-ffi's newest supported release is what Cargo.lock holds (the runs
 # above); the oldest is what the PyO3 user crate in compat/ locks.

@@ -333,7 +333,7 @@ pub fn json_document(target: usize) -> String {
             r as u32,
             r % 100_000,
             (r % 10_000) as f64 / 7.0,
-            r % 2 == 0,
+            r.is_multiple_of(2),
             r % 13,
             r % 17,
             r % 19,

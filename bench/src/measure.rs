@@ -17,7 +17,7 @@ pub fn median(values: &mut [f64]) -> f64 {
     assert!(!values.is_empty(), "a median needs at least one value");
     values.sort_by(f64::total_cmp);
     let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
+    if !values.len().is_multiple_of(2) {
         values[middle]
     } else {
         (values[middle - 1] + values[middle]) / 2.0
@@ -33,7 +33,7 @@ pub fn interleaved(
 ) -> Vec<(Contender, f64)> {
     let mut samples = vec![Vec::with_capacity(rounds); contenders.len()];
     let mut order: Vec<usize> = (0..contenders.len()).collect();
-    let mut random = SplitMix64(0x5eed_0f_a110c);
+    let mut random = SplitMix64(0x05ee_d0fa_110c);
     for _ in 0..rounds {
         // A fresh order each round: a contender that leaves the caches and
         // TLB cold (a 64 MiB memset) must not always precede the same one.

@@ -296,7 +296,7 @@ def test_module_declines_subinterpreters_with_their_own_gil():
     [
         ({"CARGO": None, "PATH": "/usr/bin:/bin"}, "cargo was not found: install Rust"),
         ({"CARGO": "/nonexistent/cargo"}, "could not run cargo"),
-        ({"CARGO": "false"}, "cargo failed to build the pyalloc static library"),
+        ({"CARGO": "false"}, "cargo failed to build the static library of pyalloc"),
     ],
 )
 def test_setup_py_explains_a_missing_or_failing_cargo(tmp_path, env_changes, message):

@@ -1,0 +1,160 @@
+"""pyalloc.setuptools: a user's own crate linked into a user's own C
+extension (the examples/mixed_extension project, built in a temporary copy),
+rebuilt only when the Rust changed, and one clear sentence for each mistake."""
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import pyalloc
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "mixed_extension"
+INNER_RUN = os.environ.get("PYALLOC_INNER_RUN") == "1"
+
+pytestmark = pytest.mark.skipif(
+    INNER_RUN or not EXAMPLE.is_dir(), reason="needs the source tree; builds are not repeated in the inner run"
+)
+
+
+def build_inplace(project, env_changes=None):
+    env = dict(os.environ)
+    for name, value in (env_changes or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def cargo_target(tmp_path_factory):
+    """One cargo target directory for the module's builds: cargo compiles
+    pyalloc and the example's dependencies once."""
+    return tmp_path_factory.mktemp("cargo-target")
+
+
+def test_builds_links_and_rebuilds_only_when_rust_changes(tmp_path, cargo_target):
+    project = tmp_path / "mixed_extension"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("target", "build", "*.so", "*.egg-info"))
+    env = {"CARGO_TARGET_DIR": str(cargo_target), "PYALLOC_BUILD_PROFILE": "debug"}
+
+    first = build_inplace(project, env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (module,) = (project / "src" / "utf8scan").glob("_utf8scan*.so")
+    archive = cargo_target / "debug" / "libutf8scan.a"  # CARGO_TARGET_DIR and the debug profile honoured
+    assert archive.is_file()
+    stamps = (module.stat().st_mtime_ns, archive.stat().st_mtime_ns)
+
+    # Nothing changed: cargo builds nothing, setuptools links nothing.
+    again = build_inplace(project, env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (module.stat().st_mtime_ns, archive.stat().st_mtime_ns) == stamps
+
+    # The Rust changed: a new archive, and the module relinked with it. (A
+    # second later: this file system keeps whole seconds, and setuptools
+    # relinks only when an input is strictly newer than the module.)
+    time.sleep(1.1)
+    lib_rs = project / "rust" / "src" / "lib.rs"
+    lib_rs.write_text(lib_rs.read_text() + "\n// changed\n")
+    changed = build_inplace(project, env)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert archive.stat().st_mtime_ns != stamps[1]
+    assert module.stat().st_mtime_ns != stamps[0]
+
+    # It works, and only the module's init function is exported.
+    check = subprocess.run(
+        [sys.executable, "-c", "import utf8scan; print(list(memoryview(utf8scan.invalid_offsets(b'a\\xffb'))))"],
+        cwd=project / "src",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.stdout.strip() == "[1]", check.stderr
+    library = ctypes.CDLL(str(module))
+    assert hasattr(library, "PyInit__utf8scan")
+    for hidden in ("utf8scan_invalid_offsets", "pyalloc_malloc", "rust_begin_unwind"):
+        assert not hasattr(library, hidden), hidden
+
+
+def write_project(root, manifest, crate_toml=None, extra_objects=()):
+    """A one-extension project whose setup.py uses pyalloc.setuptools."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "t.c").write_text("#include <Python.h>\n")
+    if crate_toml is not None:
+        (root / "crate" / "src").mkdir(parents=True)
+        (root / "crate" / "Cargo.toml").write_text(textwrap.dedent(crate_toml))
+        (root / "crate" / "src" / "lib.rs").write_text("")
+    (root / "setup.py").write_text(
+        textwrap.dedent(
+            f"""
+            from setuptools import setup
+            from pyalloc.setuptools import RustStaticExtension, build_ext
+            setup(
+                name="t",
+                ext_modules=[RustStaticExtension("t._t", sources=["t.c"], cargo_manifest={manifest!r},
+                                                 extra_objects={list(extra_objects)!r})],
+                cmdclass={{"build_ext": build_ext}},
+            )
+            """
+        )
+    )
+    return root
+
+
+CRATE_HEAD = """
+    [package]
+    name = "user-crate"
+    version = "0.1.0"
+    edition = "2021"
+    [workspace]
+"""
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no cargo", "cargo was not found: install Rust"),
+        ("no manifest", "does not exist"),
+        ("not a staticlib", 'builds no static library: add crate-type = ["staticlib"]'),
+        ("no pyalloc dependency", "does not depend on pyalloc"),
+        ("two Rust static libraries", "would link two Rust static libraries"),
+        ("a list of crates", "link one crate per extension"),
+    ],
+)
+def test_each_mistake_gets_one_clear_sentence(tmp_path, case, message):
+    env = {}
+    manifest = "crate/Cargo.toml"
+    crate_toml = CRATE_HEAD + '[lib]\ncrate-type = ["staticlib"]\n[dependencies]\npyalloc = "0.1"\n'
+    extra_objects = ()
+    if case == "no cargo":
+        env = {"CARGO": None, "PATH": "/usr/bin:/bin"}
+    elif case == "no manifest":
+        manifest, crate_toml = "missing/Cargo.toml", None
+    elif case == "not a staticlib":
+        crate_toml = CRATE_HEAD + '[lib]\ncrate-type = ["rlib"]\n'
+    elif case == "no pyalloc dependency":
+        crate_toml = CRATE_HEAD + '[lib]\ncrate-type = ["staticlib"]\n'
+    elif case == "two Rust static libraries":
+        extra_objects = (pyalloc.get_library(),)
+    elif case == "a list of crates":
+        manifest = ["crate/Cargo.toml", "other/Cargo.toml"]
+    project = write_project(tmp_path / "project", manifest, crate_toml, extra_objects)
+    result = build_inplace(project, env)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert message in output, output
