@@ -98,7 +98,8 @@ def render_png(runs, path):
     left.set_xticklabels([row["label"] for row in rows])
     left.set_ylabel("ns per alloc+free pair (median)")
     left.set_title(f"Case 1, one pair at a time, CPython {primary['python']}")
-    left.legend(fontsize=8)
+    left.set_ylim(0, max(max(row["values"]) for row in rows) * 1.3)
+    left.legend(fontsize=8, ncol=3, loc="upper center")
 
     def pyalloc_ratio(run, table_id, label, column, reference):
         table = next(t for t in run["tables"] if t["id"] == table_id)

@@ -120,7 +120,7 @@ module_exec(PyObject *module)
     if (state->offsets_type == NULL) {
         return -1;
     }
-    if (PyModule_AddObjectRef(module, "Offsets", (PyObject *)state->offsets_type) < 0) {
+    if (PyModule_AddType(module, state->offsets_type) < 0) {
         return -1;
     }
     return PyModule_AddStringConstant(module, "pyalloc_version", PYALLOC_VERSION);
