@@ -83,9 +83,13 @@ for features in "" "--no-default-features"; do
     "$venv/bin/python" examples/pyo3_tracemalloc/demo.py
 done
 
-step "python -m build: an sdist, and a wheel built from it ($("$newest" --version))"
+step "python -m build: sdists, and wheels built from them, of pyalloc and of examples/mixed_extension ($("$newest" --version))"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "build>=1"
 "$venv/bin/python" -m build --outdir target/dist . > target/dist.log 2>&1 || { tail -n 40 target/dist.log; exit 1; }
+tail -n 1 target/dist.log
+# A user's project the same way (pyalloc.setuptools from the installed pyalloc).
+"$venv/bin/python" -m build --no-isolation --outdir target/dist examples/mixed_extension > target/dist.log 2>&1 \
+    || { tail -n 40 target/dist.log; exit 1; }
 tail -n 1 target/dist.log
 
 step "a new user: examples/mixed_extension copied next to a fresh checkout; pip install . in a fresh environment"
