@@ -13,12 +13,11 @@ into the package: for `pyalloc.get_include()`, `pyalloc.get_library()` and
 
 Environment:
   CARGO                    cargo to run (default: the one on PATH)
-  CARGO_TARGET_DIR         cargo's target directory (default: target/python-<tag>)
+  CARGO_TARGET_DIR         cargo's target directory (default: target/python-<SOABI>)
   PYALLOC_BUILD_PROFILE    release (default) or debug; `build_ext --debug` means debug
 """
 
 import importlib.util
-import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -47,9 +46,8 @@ class CargoBuildExt(pyalloc_setuptools.build_ext):
 
     def run(self):
         release = pyalloc_setuptools.build_profile(self.debug) == "release"
-        target_dir = ROOT / "target" / f"python-{sys.implementation.cache_tag}"
         library, native_libs, include_dirs = pyalloc_setuptools.build_static_library(
-            ROOT / "Cargo.toml", release, target_dir, "pyalloc", patch_pyalloc=False
+            ROOT / "Cargo.toml", release, pyalloc_setuptools.default_target_dir(ROOT), "pyalloc", patch_pyalloc=False
         )
         for extension in self.extensions:
             pyalloc_setuptools.link_static_library(extension, library, native_libs)

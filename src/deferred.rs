@@ -169,7 +169,10 @@ pub(crate) unsafe fn drain() -> usize {
         freed += 1;
     }
     if freed > 0 {
-        QUEUED.fetch_sub(freed, Relaxed);
+        // Every node was counted before `push` published it (Release, paired
+        // with the Acquire swap above), so the count cannot go below zero.
+        let before = QUEUED.fetch_sub(freed, Relaxed);
+        debug_assert!(before >= freed, "deferred queue count below zero");
         stats::DEFERRED_FREED.fetch_add(freed as u64, Relaxed);
     }
     freed

@@ -34,7 +34,7 @@ with this module (a cargo ``[patch]`` given on the command line), so the Rust
 and Python sides are always the same release.
 
 Environment: ``CARGO`` (the cargo to run), ``CARGO_TARGET_DIR`` (default:
-``target/python-<cache tag>`` next to the crate), ``PYALLOC_BUILD_PROFILE``
+``target/python-<SOABI>`` next to the crate), ``PYALLOC_BUILD_PROFILE``
 (``release``, the default, or ``debug``; ``build_ext --debug`` means debug).
 
 This module needs only the standard library and setuptools, so a ``setup.py``
@@ -46,6 +46,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import Extension
@@ -98,8 +99,10 @@ def check_crate(manifest):
     if process.returncode != 0:
         raise CompileError(f"cargo failed to read the crate at {manifest} (its error is above): fix its Cargo.toml")
     package = next(
-        p for p in json.loads(process.stdout)["packages"] if Path(p["manifest_path"]) == Path(manifest)
+        (p for p in json.loads(process.stdout)["packages"] if Path(p["manifest_path"]) == Path(manifest)), None
     )
+    if package is None:
+        raise CompileError(f"{manifest} is not a package's Cargo.toml (a workspace root?): name the crate's own")
     library = next((t for t in package["targets"] if "lib" in t["kind"] or "staticlib" in t["kind"]), None)
     if library is None or "staticlib" not in library["crate_types"]:
         raise CompileError(
@@ -126,7 +129,9 @@ def build_static_library(manifest, release, target_dir, name, patch_pyalloc=True
     ]
     if patch_pyalloc:
         crate = pyalloc_crate_dir()
-        command += ["--config", f"patch.crates-io.pyalloc.path={json.dumps(str(crate))}"]
+        # A TOML basic string; JSON's escapes are TOML's as long as non-ASCII
+        # characters stay themselves (JSON would write surrogate pairs).
+        command += ["--config", f"patch.crates-io.pyalloc.path={json.dumps(str(crate), ensure_ascii=False)}"]
     if release:
         command.append("--release")
     command += ["--", "--print", "native-static-libs"]
@@ -151,7 +156,7 @@ def build_static_library(manifest, release, target_dir, name, patch_pyalloc=True
         if reason == "compiler-artifact" and Path(message["manifest_path"]) == manifest:
             package_id = message["package_id"]
             if "staticlib" in message["target"]["crate_types"]:
-                library = next(name for name in message["filenames"] if name.endswith((".a", ".lib")))
+                library = next((name for name in message["filenames"] if name.endswith((".a", ".lib"))), None)
         elif reason == "compiler-artifact" and message["target"]["name"] == "pyalloc":
             include_dirs.append(str(Path(message["manifest_path"]).parent / "include"))
         elif reason == "build-script-executed":
@@ -160,7 +165,7 @@ def build_static_library(manifest, release, target_dir, name, patch_pyalloc=True
             rendered = message["message"].get("rendered") or ""
             if "native-static-libs:" in rendered:
                 native_libs = rendered.split("native-static-libs:", 1)[1].split()
-            else:
+            elif "Link against the following native artifacts" not in rendered:
                 sys.stderr.write(rendered)
     if process.returncode != 0:
         raise CompileError(
@@ -175,6 +180,13 @@ def build_static_library(manifest, release, target_dir, name, patch_pyalloc=True
     return Path(library), native_libs, include_dirs
 
 
+def default_target_dir(root):
+    """cargo's target directory when CARGO_TARGET_DIR is not set: one per
+    interpreter ABI (3.13 and 3.13t share a cache tag, not an SOABI)."""
+    tag = sysconfig.get_config_var("SOABI") or sys.implementation.cache_tag
+    return Path(root) / "target" / f"python-{tag}"
+
+
 def build_profile(debug):
     profile = os.environ.get("PYALLOC_BUILD_PROFILE", "debug" if debug else "release")
     if profile not in ("release", "debug"):
@@ -187,6 +199,8 @@ def refuse_a_second_rust_library(extension):
     standard library and its runtime symbols): refuse before building."""
     for other in extension.extra_objects:
         path = Path(other)
+        if other == getattr(extension, "_pyalloc_rust_library", None):
+            continue  # this crate's own archive, from an earlier run
         if path.suffix == ".a" and path.is_file() and any(m in path.read_bytes() for m in _RUST_MARKERS):
             raise CompileError(
                 f"{extension.name} would link two Rust static libraries ({path.name} and the crate at "
@@ -195,12 +209,23 @@ def refuse_a_second_rust_library(extension):
             )
 
 
+def extension_link_flags(native_libs):
+    """The native link flags for an extension module: cargo's list without
+    libpython, which pyo3-ffi names for embedding programs. A module takes
+    Python's symbols from the interpreter that loads it; linking libpython
+    would load a second copy where Python is built without a shared one."""
+    return [flag for flag in native_libs if not flag.startswith("-lpython")]
+
+
 def link_static_library(extension, library, native_libs, include_dirs=()):
-    """Adds a Rust static library, its link flags and headers to `extension`."""
+    """Adds a Rust static library, its link flags and headers to `extension`
+    (once: a second `build_ext` run in the same process adds nothing)."""
+    if str(library) in extension.extra_objects:
+        return
     extension.extra_objects = [*extension.extra_objects, str(library)]
     extension.depends = [*extension.depends, str(library)]
     extension.include_dirs = [*extension.include_dirs, *include_dirs]
-    extension.extra_link_args = [*extension.extra_link_args, *native_libs]
+    extension.extra_link_args = [*extension.extra_link_args, *extension_link_flags(native_libs)]
     if sys.platform.startswith("linux"):
         # Keep Rust's symbols out of the module's dynamic symbol table.
         extension.extra_link_args.append("-Wl,--exclude-libs,ALL")
@@ -238,7 +263,7 @@ class build_ext(_build_ext):
             refuse_a_second_rust_library(extension)
             if manifest not in built:
                 name = check_crate(manifest)
-                target_dir = manifest.parent / "target" / f"python-{sys.implementation.cache_tag}"
-                built[manifest] = build_static_library(manifest, release, target_dir, name)
+                built[manifest] = build_static_library(manifest, release, default_target_dir(manifest.parent), name)
             link_static_library(extension, *built[manifest])
+            extension._pyalloc_rust_library = str(built[manifest][0])
         super().run()

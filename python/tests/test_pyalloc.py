@@ -250,6 +250,14 @@ def test_rust_symbols_are_hidden_from_the_module():
         assert not hasattr(module, hidden), hidden
 
 
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="readelf (binutils) is not installed")
+def test_extension_does_not_link_libpython():
+    # A module takes Python from the interpreter that loads it.
+    dynamic = subprocess.run(["readelf", "-d", _pyalloc.__file__], capture_output=True, text=True, check=True)
+    needed = [line for line in dynamic.stdout.splitlines() if "(NEEDED)" in line]
+    assert needed and not [line for line in needed if "libpython" in line], needed
+
+
 def test_typed_package():
     package = Path(pyalloc.__file__).parent
     assert (package / "py.typed").exists()

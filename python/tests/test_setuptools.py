@@ -89,6 +89,43 @@ def test_builds_links_and_rebuilds_only_when_rust_changes(tmp_path, cargo_target
     assert hasattr(library, "PyInit__utf8scan")
     for hidden in ("utf8scan_invalid_offsets", "pyalloc_malloc", "rust_begin_unwind"):
         assert not hasattr(library, hidden), hidden
+    assert not [lib for lib in needed_libraries(module) if lib.startswith("libpython")]
+
+
+def needed_libraries(shared_object):
+    """The DT_NEEDED entries of a shared object, from readelf."""
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        pytest.skip("readelf (binutils) is not installed")
+    dynamic = subprocess.run([readelf, "-d", str(shared_object)], capture_output=True, text=True, check=True).stdout
+    return [line.split("[", 1)[1].rstrip("]") for line in dynamic.splitlines() if "(NEEDED)" in line]
+
+
+def test_a_second_build_ext_run_in_one_process_adds_nothing(tmp_path, cargo_target):
+    project = tmp_path / "mixed_extension"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("target", "build", "*.so", "*.egg-info"))
+    script = textwrap.dedent(
+        """
+        from setuptools import Distribution
+        from pyalloc.setuptools import RustStaticExtension, build_ext
+        extension = RustStaticExtension("utf8scan._utf8scan", sources=["src/utf8scan/_utf8scan.c"],
+                                        cargo_manifest="rust/Cargo.toml")
+        dist = Distribution({"ext_modules": [extension], "cmdclass": {"build_ext": build_ext},
+                             "package_dir": {"": "src"}, "packages": ["utf8scan"]})
+        for _ in range(2):
+            command = dist.reinitialize_command("build_ext")
+            command.inplace = 1
+            command.ensure_finalized()
+            command.run()
+        print(len(extension.extra_objects), extension.extra_link_args.count("-Wl,--exclude-libs,ALL"))
+        """
+    )
+    env = dict(os.environ, CARGO_TARGET_DIR=str(cargo_target), PYALLOC_BUILD_PROFILE="debug")
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=project, capture_output=True, text=True, env=env, timeout=900
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split()[-2:] == ["1", "1"], "one archive, one set of link flags"
 
 
 def write_project(root, manifest, crate_toml=None, extra_objects=()):

@@ -11,23 +11,22 @@ use core::ptr;
 #[global_allocator]
 static GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;
 
-/// The offset of the first byte of every invalid UTF-8 sequence in `bytes`
-/// (the "maximal subpart" rule, as Python's own decoder reports them).
-pub fn invalid_offsets(bytes: &[u8]) -> Vec<u64> {
-    let mut offsets = Vec::new();
+/// Calls `found` with the offset of the first byte of every invalid UTF-8
+/// sequence in `bytes` (the "maximal subpart" rule, as Python's own decoder
+/// reports them).
+pub fn for_each_invalid(bytes: &[u8], mut found: impl FnMut(usize)) {
     let mut start = 0;
     while start < bytes.len() {
         match core::str::from_utf8(&bytes[start..]) {
             Ok(_) => break,
             Err(error) => {
                 let bad = start + error.valid_up_to();
-                offsets.push(bad as u64);
+                found(bad);
                 // A truncated sequence at the end has no error length.
                 start = bad + error.error_len().unwrap_or(bytes.len() - bad);
             }
         }
     }
-    offsets
 }
 
 /// Scans `data[..len]` and returns the offsets of its invalid UTF-8
@@ -51,20 +50,24 @@ pub unsafe extern "C" fn utf8scan_invalid_offsets(
         // SAFETY: the caller promises `len` readable bytes at `data`.
         unsafe { core::slice::from_raw_parts(data, len) }
     };
-    let offsets = invalid_offsets(bytes);
-    let found = offsets.len();
     // The block C receives: the offsets' bytes, built in one Rust buffer.
-    let mut as_bytes = Vec::with_capacity(found * 8);
-    for offset in offsets {
-        as_bytes.extend_from_slice(&offset.to_ne_bytes());
-    }
+    let mut as_bytes = Vec::new();
+    let mut found = 0;
+    for_each_invalid(bytes, |offset| {
+        as_bytes.extend_from_slice(&(offset as u64).to_ne_bytes());
+        found += 1;
+    });
     // SAFETY: the caller gives a writable `count`.
     unsafe { count.write(0) };
     match pyalloc::into_pymem(as_bytes) {
         Ok(block) => {
             // SAFETY: as above.
             unsafe { count.write(found) };
-            block.into_raw().0.cast()
+            let block = block.into_raw().0;
+            // PyMem blocks are 16-aligned (pyalloc checks it), so C may read
+            // them as uint64_t.
+            debug_assert_eq!(block as usize % core::mem::align_of::<u64>(), 0);
+            block.cast()
         }
         // No GIL (a broken promise) or no memory: nothing is handed over.
         Err(_) => ptr::null_mut(),

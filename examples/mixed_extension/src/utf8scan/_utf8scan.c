@@ -32,6 +32,9 @@ Offsets_len(Offsets *self)
     return self->count;
 }
 
+/* Static, not in the Py_buffer: consumers may copy the struct. */
+static Py_ssize_t Offsets_stride = sizeof(uint64_t);
+
 static int
 Offsets_getbuffer(Offsets *self, Py_buffer *view, int flags)
 {
@@ -43,7 +46,7 @@ Offsets_getbuffer(Offsets *self, Py_buffer *view, int flags)
     view->format = (flags & PyBUF_FORMAT) ? "Q" : NULL;
     view->ndim = 1;
     view->shape = (flags & PyBUF_ND) ? &self->count : NULL;
-    view->strides = (flags & PyBUF_STRIDES) ? &view->itemsize : NULL;
+    view->strides = (flags & PyBUF_STRIDES) ? &Offsets_stride : NULL;
     return 0; /* each view holds a reference: the block outlives it */
 }
 
@@ -72,7 +75,11 @@ static PyType_Slot Offsets_slots[] = {
 static PyType_Spec Offsets_spec = {
     .name = "utf8scan._utf8scan.Offsets",
     .basicsize = sizeof(Offsets),
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, /* made by invalid_offsets() only */
+#else
     .flags = Py_TPFLAGS_DEFAULT,
+#endif
     .slots = Offsets_slots,
 };
 
