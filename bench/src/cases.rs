@@ -189,6 +189,18 @@ pub fn pairs(plan: Plan) -> Vec<Table> {
     vec![batch, single]
 }
 
+/// The medians, in milliseconds, of `job` run with each contender as the
+/// global allocator (everything `job` allocates is freed inside it).
+fn global_allocator_ms(columns: &[Contender], rounds: Rounds, job: impl Fn()) -> Vec<(Contender, f64)> {
+    interleaved(columns, rounds, |c| {
+        with_global(c, || {
+            let start = Instant::now();
+            job();
+            ms(start.elapsed())
+        })
+    })
+}
+
 /// Case 2: a `Vec<u8>` grown by single pushes (the realloc path).
 pub fn vec_growth(plan: Plan) -> Table {
     use Contender::*;
@@ -201,17 +213,12 @@ pub fn vec_growth(plan: Plan) -> Table {
         System,
         &columns,
     );
-    let medians = interleaved(&columns, plan.rounds(7), |c| {
-        with_global(c, || {
-            let start = Instant::now();
-            let mut bytes = Vec::new();
-            for i in 0..len {
-                bytes.push(i as u8);
-            }
-            black_box(&bytes);
-            drop(bytes);
-            ms(start.elapsed())
-        })
+    let medians = global_allocator_ms(&columns, plan.rounds(7), || {
+        let mut bytes = Vec::new();
+        for i in 0..len {
+            bytes.push(i as u8);
+        }
+        black_box(&bytes);
     });
     table.push(size_label(len), medians);
     table
@@ -368,20 +375,14 @@ pub fn json(plan: Plan) -> Table {
         System,
         &columns,
     );
-    let medians = interleaved(&columns, plan.rounds(7), |c| {
-        with_global(c, || {
-            let start = Instant::now();
-            let value: serde_json::Value = serde_json::from_str(&document).expect("valid JSON");
-            let text = serde_json::to_string(&value).expect("serialisable");
-            // Floats may print shorter; the size stays within a few percent.
-            assert!(
-                text.len().abs_diff(document.len()) < document.len() / 20,
-                "round trip keeps the text"
-            );
-            drop(value);
-            drop(text);
-            ms(start.elapsed())
-        })
+    let medians = global_allocator_ms(&columns, plan.rounds(7), || {
+        let value: serde_json::Value = serde_json::from_str(&document).expect("valid JSON");
+        let text = serde_json::to_string(&value).expect("serialisable");
+        // Floats may print shorter; the size stays within a few percent.
+        assert!(
+            text.len().abs_diff(document.len()) < document.len() / 20,
+            "round trip keeps the text"
+        );
     });
     table.push(format!("{:.0} MB", document.len() as f64 / 1e6), medians);
     table

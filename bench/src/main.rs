@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use cases::{Plan, Table};
 
 struct Target {
-    name: &'static str,
+    name: String,
     measured: f64,
     limit: &'static str,
     met: bool,
@@ -184,39 +184,32 @@ fn worst_ratio(table: &Table, column: &str, reference: &str, keep: impl Fn(&str)
 fn targets(tables: &[Table]) -> Vec<Target> {
     let small = |label: &str| label.ends_with(" B");
     let mut targets = Vec::new();
-    for id in ["pairs-batch", "pairs-single"] {
+    for (id, mode) in [("pairs-batch", "batches"), ("pairs-single", "one at a time")] {
         let table = find(tables, id);
-        let (direct, at) = worst_ratio(table, "pyalloc", "pymem-direct", small);
-        targets.push(Target {
-            name: if id == "pairs-batch" {
-                "case 1 batches <= 512 B: pyalloc / pymem-direct"
-            } else {
-                "case 1 one at a time <= 512 B: pyalloc / pymem-direct"
-            },
-            measured: direct,
-            limit: "<= 1.25",
-            met: direct <= 1.25,
-            detail: format!("worst at {at}"),
-        });
-        let (system, at) = worst_ratio(table, "pyalloc", "system", small);
-        targets.push(Target {
-            name: if id == "pairs-batch" {
-                "case 1 batches <= 512 B: pyalloc / system"
-            } else {
-                "case 1 one at a time <= 512 B: pyalloc / system"
-            },
-            measured: system,
-            limit: "< 1.0",
-            met: system < 1.0,
-            detail: format!("worst at {at}"),
-        });
+        for (reference, limit, met) in [
+            (
+                "pymem-direct",
+                "<= 1.25",
+                (|ratio| ratio <= 1.25) as fn(f64) -> bool,
+            ),
+            ("system", "< 1.0", |ratio| ratio < 1.0),
+        ] {
+            let (ratio, at) = worst_ratio(table, "pyalloc", reference, small);
+            targets.push(Target {
+                name: format!("case 1 {mode} <= 512 B: pyalloc / {reference}"),
+                measured: ratio,
+                limit,
+                met: met(ratio),
+                detail: format!("worst at {at}"),
+            });
+        }
     }
     let zeroed = find(tables, "alloc-zeroed");
     let label = zeroed.rows[0].label.clone();
     let speedup =
         zeroed.value(&label, "naive").expect("naive") / zeroed.value(&label, "pyalloc").expect("pyalloc");
     targets.push(Target {
-        name: "case 3 alloc_zeroed 64 MiB: naive / pyalloc",
+        name: "case 3 alloc_zeroed 64 MiB: naive / pyalloc".into(),
         measured: speedup,
         limit: ">= 1000",
         met: speedup >= 1000.0,
@@ -225,7 +218,7 @@ fn targets(tables: &[Table]) -> Vec<Target> {
     let threads = find(tables, "two-threads");
     let (slowdown, at) = worst_ratio(threads, "pyalloc (no GIL)", "system", |_| true);
     targets.push(Target {
-        name: "case 4 two threads: pyalloc throughput / system",
+        name: "case 4 two threads: pyalloc throughput / system".into(),
         measured: 1.0 / slowdown,
         limit: ">= 0.9",
         met: 1.0 / slowdown >= 0.9,
@@ -234,7 +227,7 @@ fn targets(tables: &[Table]) -> Vec<Target> {
     let json = find(tables, "json");
     let (json_ratio, _) = worst_ratio(json, "pyalloc", "system", |_| true);
     targets.push(Target {
-        name: "case 5 serde_json: pyalloc / system",
+        name: "case 5 serde_json: pyalloc / system".into(),
         measured: json_ratio,
         limit: "<= 1.0",
         met: json_ratio <= 1.0,
@@ -253,7 +246,7 @@ fn targets(tables: &[Table]) -> Vec<Target> {
             }
         });
     targets.push(Target {
-        name: "case 6 hand-off, ns at the slowest size",
+        name: "case 6 hand-off, ns at the slowest size".into(),
         measured: slowest,
         limit: "< 1000",
         met: slowest < 1000.0,
