@@ -46,7 +46,7 @@ class CargoBuildExt(pyalloc_setuptools.build_ext):
 
     def run(self):
         release = pyalloc_setuptools.build_profile(self.debug) == "release"
-        library, native_libs, include_dirs = pyalloc_setuptools.build_static_library(
+        library, native_libs, _ = pyalloc_setuptools.build_static_library(
             ROOT / "Cargo.toml", release, pyalloc_setuptools.default_target_dir(ROOT), "pyalloc", patch_pyalloc=False
         )
         for extension in self.extensions:

@@ -161,6 +161,15 @@ fn find<'a>(tables: &'a [Table], id: &str) -> &'a Table {
     tables.iter().find(|t| t.id == id).expect("every case ran")
 }
 
+/// The larger of two labelled values (the first on a tie).
+fn larger(worst: (f64, String), next: (f64, String)) -> (f64, String) {
+    if next.0 > worst.0 {
+        next
+    } else {
+        worst
+    }
+}
+
 /// The worst ratio of `column` to `reference` over the rows that `keep`.
 fn worst_ratio(table: &Table, column: &str, reference: &str, keep: impl Fn(&str) -> bool) -> (f64, String) {
     table
@@ -172,13 +181,7 @@ fn worst_ratio(table: &Table, column: &str, reference: &str, keep: impl Fn(&str)
             let base = table.value(&row.label, reference).expect("reference");
             (value / base, row.label.clone())
         })
-        .fold((f64::MIN, String::new()), |worst, next| {
-            if next.0 > worst.0 {
-                next
-            } else {
-                worst
-            }
-        })
+        .fold((f64::MIN, String::new()), larger)
 }
 
 fn targets(tables: &[Table]) -> Vec<Target> {
@@ -238,13 +241,7 @@ fn targets(tables: &[Table]) -> Vec<Target> {
         .rows
         .iter()
         .map(|row| (row.values[0], row.label.clone()))
-        .fold((f64::MIN, String::new()), |worst, next| {
-            if next.0 > worst.0 {
-                next
-            } else {
-                worst
-            }
-        });
+        .fold((f64::MIN, String::new()), larger);
     targets.push(Target {
         name: "case 6 hand-off, ns at the slowest size".into(),
         measured: slowest,
