@@ -1,29 +1,27 @@
-//! Build script: reads the Python that pyo3-ffi builds for, turns its version
-//! into cfgs, points the test binaries at its libpython, and generates the C
-//! header with cbindgen.
+//! Build script: reads the Python that pyo3-ffi builds for and turns its
+//! version into the cfgs that select pyalloc's CPython-version shims
+//! (`src/cpython/`), and points this package's own test binaries at its
+//! libpython. The C header is not generated here: it is checked in, and
+//! `tests/header.rs` fails when it drifts from the sources.
 
 use std::collections::HashMap;
 use std::env;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// Minor versions of CPython 3 whose differences the code cares about; each
-/// becomes `pyalloc_py3NN` when the target interpreter is that version or newer.
-const GATED_MINORS: [u32; 4] = [10, 11, 12, 13];
+/// The oldest CPython 3 minor version pyalloc supports (3.9 and 3.10 are past
+/// their end of life, and share 3.11's thread-state blind spots).
+const OLDEST_MINOR: u32 = 11;
+/// Minor versions whose differences the shims care about; each becomes
+/// `pyalloc_py3NN` when the target interpreter is that version or newer.
+const GATED_MINORS: [u32; 3] = [12, 13, 14];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
-
     let python = pyo3_config();
     emit_version_cfgs(&python);
     emit_test_link_args(&python);
-    generate_header(&manifest_dir, &out_dir);
 
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src");
-    println!("cargo:rerun-if-changed=cbindgen.toml");
-    println!("cargo:rerun-if-env-changed=PYALLOC_UPDATE_HEADER");
     // `links = "pyalloc"`: dependents' build scripts find the header as DEP_PYALLOC_INCLUDE.
     println!("cargo:include={}", manifest_dir.join("include").display());
 }
@@ -56,13 +54,19 @@ fn emit_version_cfgs(python: &HashMap<String, String>) {
     }
     println!("cargo:rustc-check-cfg=cfg(pyalloc_free_threaded)");
 
+    if let Some(implementation) = python.get("implementation") {
+        assert_eq!(
+            implementation, "CPython",
+            "pyalloc relies on CPython's allocator and thread states"
+        );
+    }
     let version = python.get("version").expect("pyo3 config names a version");
     let (major, minor) = version.split_once('.').expect("version is MAJOR.MINOR");
     assert_eq!(major, "3", "pyalloc supports CPython 3 only, not {version}");
     let minor: u32 = minor.parse().expect("numeric minor version");
     assert!(
-        minor >= 9,
-        "pyalloc supports CPython 3.9 and newer, not {version}"
+        minor >= OLDEST_MINOR,
+        "pyalloc supports CPython 3.{OLDEST_MINOR} and newer, not {version}"
     );
     for gated in GATED_MINORS {
         if minor >= gated {
@@ -72,12 +76,6 @@ fn emit_version_cfgs(python: &HashMap<String, String>) {
     let flags = python.get("build_flags").map(String::as_str).unwrap_or("");
     if flags.split(',').any(|flag| flag == "Py_GIL_DISABLED") {
         println!("cargo:rustc-cfg=pyalloc_free_threaded");
-    }
-    if let Some(implementation) = python.get("implementation") {
-        assert_eq!(
-            implementation, "CPython",
-            "pyalloc relies on CPython's allocator and thread states"
-        );
     }
 }
 
@@ -98,35 +96,4 @@ fn emit_test_link_args(python: &HashMap<String, String>) {
         "cargo:rustc-env=PYALLOC_BUILD_TARGET={}",
         env::var("TARGET").expect("set by cargo")
     );
-}
-
-/// Generates `pyalloc.h` into OUT_DIR, where the header test compares it with
-/// the checked-in `include/pyalloc.h`; `PYALLOC_UPDATE_HEADER=1` rewrites the
-/// checked-in copy (a build script must not touch the source tree otherwise).
-fn generate_header(manifest_dir: &Path, out_dir: &Path) {
-    let mut config =
-        cbindgen::Config::from_file(manifest_dir.join("cbindgen.toml")).expect("cbindgen.toml is valid");
-    let version = |part: &str| env::var(format!("CARGO_PKG_VERSION_{part}")).expect("set by cargo");
-    config.after_includes = Some(format!(
-        "\n#define PYALLOC_VERSION \"{}\"\n#define PYALLOC_VERSION_MAJOR {}\n#define PYALLOC_VERSION_MINOR {}\n#define PYALLOC_VERSION_PATCH {}",
-        env::var("CARGO_PKG_VERSION").expect("set by cargo"),
-        version("MAJOR"),
-        version("MINOR"),
-        version("PATCH"),
-    ));
-    let generated = out_dir.join("pyalloc.h");
-    cbindgen::Builder::new()
-        .with_crate(manifest_dir)
-        .with_config(config)
-        .generate()
-        .expect("cbindgen could not generate pyalloc.h")
-        .write_to_file(&generated);
-
-    if env::var_os("PYALLOC_UPDATE_HEADER").is_some_and(|v| v == "1") {
-        let checked_in = manifest_dir.join("include").join("pyalloc.h");
-        let text = fs::read(&generated).expect("generated header is readable");
-        if fs::read(&checked_in).ok().as_deref() != Some(text.as_slice()) {
-            fs::write(&checked_in, text).expect("include/pyalloc.h is writable");
-        }
-    }
 }

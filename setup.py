@@ -1,15 +1,16 @@
 """Builds pyalloc's Python extension.
 
 `build_ext` builds the Rust static library with cargo inside the build step
-(setuptools-rust only knows cdylibs, and builds C extensions before Rust),
-takes the archive and its native link line from cargo's JSON messages, and
-links it into the C extension `pyalloc._pyalloc` with Rust's symbols hidden.
-The machinery is `pyalloc.setuptools`, the same that users' own `setup.py`
-files use, loaded here from the source tree.
+(with the `global-allocator` and `demo` features), takes the archive and its
+native link line from cargo's JSON messages, and links it into the C
+extension `pyalloc._pyalloc` with Rust's symbols hidden. The machinery is
+`pyalloc.setuptools`, the same that users' own `setup.py` files use, loaded
+here from the source tree.
 
 It also installs `pyalloc.h`, `libpyalloc.a` and a copy of the Rust crate
-into the package: for `pyalloc.get_include()`, `pyalloc.get_library()` and
-`pyalloc.setuptools`, which builds users' crates against that copy.
+(the files Cargo.toml's `include` names) into the package: for
+`pyalloc.get_include()`, `pyalloc.get_library()` and `pyalloc.setuptools`,
+which builds users' crates against that copy.
 
 Environment:
   CARGO                    cargo to run (default: the one on PATH)
@@ -21,24 +22,23 @@ import importlib.util
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).parent.resolve()
-
-# The crate files `pyalloc.setuptools` builds users' crates against.
-CRATE_FILES = ["Cargo.toml", "Cargo.lock", "build.rs", "cbindgen.toml", "README.md", "include/pyalloc.h"]
-CRATE_DIRS = ["src", "tests", "c_tests"]
+FEATURES = ["global-allocator", "demo"]
 
 
-def load_pyalloc_setuptools():
-    """`python/pyalloc/setuptools.py`, without importing the package (whose
+def load_sibling(name):
+    """A module of `python/pyalloc/`, without importing the package (whose
     extension does not exist yet)."""
-    spec = importlib.util.spec_from_file_location("_pyalloc_setuptools", ROOT / "python" / "pyalloc" / "setuptools.py")
+    spec = importlib.util.spec_from_file_location(f"_pyalloc_{name}", ROOT / "python" / "pyalloc" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-pyalloc_setuptools = load_pyalloc_setuptools()
+pyalloc_setuptools = load_sibling("setuptools")
+crate_files = load_sibling("_crate_files")
 
 
 class CargoBuildExt(pyalloc_setuptools.build_ext):
@@ -47,7 +47,12 @@ class CargoBuildExt(pyalloc_setuptools.build_ext):
     def run(self):
         release = pyalloc_setuptools.build_profile(self.debug) == "release"
         library, native_libs, _ = pyalloc_setuptools.build_static_library(
-            ROOT / "Cargo.toml", release, pyalloc_setuptools.default_target_dir(ROOT), "pyalloc", patch_pyalloc=False
+            ROOT / "Cargo.toml",
+            release,
+            pyalloc_setuptools.default_target_dir(ROOT),
+            "pyalloc",
+            features=FEATURES,
+            patch_pyalloc=False,
         )
         for extension in self.extensions:
             pyalloc_setuptools.link_static_library(extension, library, native_libs)
@@ -60,14 +65,22 @@ class CargoBuildExt(pyalloc_setuptools.build_ext):
         package_dir = Path(self.get_ext_fullpath("pyalloc._pyalloc")).parent
         for directory in ("include", "lib"):
             (package_dir / directory).mkdir(parents=True, exist_ok=True)
-        self.copy_file(str(ROOT / "include" / "pyalloc.h"), str(package_dir / "include" / "pyalloc.h"))
+        for header in ("pyalloc.h", "pyalloc_python.h"):
+            self.copy_file(str(ROOT / "include" / header), str(package_dir / "include" / header))
         self.copy_file(str(library), str(package_dir / "lib" / "libpyalloc.a"))
-        crate = package_dir / "crate"
-        for name in CRATE_FILES:
-            (crate / name).parent.mkdir(parents=True, exist_ok=True)
-            self.copy_file(str(ROOT / name), str(crate / name))
-        for directory in CRATE_DIRS:
-            self.copy_tree(str(ROOT / directory), str(crate / directory))
+        for name in crate_files.crate_files(ROOT):
+            target = package_dir / "crate" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.copy_file(str(ROOT / name), str(target))
+
+
+class CrateSdist(sdist):
+    """sdist that carries the Rust crate (the files Cargo.toml's `include`
+    names), so that a wheel can be built from it."""
+
+    def add_defaults(self):
+        super().add_defaults()
+        self.filelist.extend(crate_files.crate_files(ROOT))
 
 
 setup(
@@ -76,8 +89,9 @@ setup(
             "pyalloc._pyalloc",
             sources=["python/pyalloc/_pyalloc.c"],
             include_dirs=["include"],
+            define_macros=[("PYALLOC_DEMO", None)],
             extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"],
         )
     ],
-    cmdclass={"build_ext": CargoBuildExt},
+    cmdclass={"build_ext": CargoBuildExt, "sdist": CrateSdist},
 )

@@ -169,7 +169,7 @@ static void *allocate_on_plain_thread(void *arg) {
     job->block = pyalloc_malloc(64);
     CHECK(job->block != NULL);
     CHECK(!pyalloc_is_pymem(job->block));
-    CHECK((uintptr_t)job->block % 8 == 0);
+    CHECK((uintptr_t)job->block % 16 == 0);
     fill_pattern(job->block, 64, 11);
     /* Without the GIL there is no PyMem to copy into: NULL, block untouched. */
     job->into_pymem_without_gil = pyalloc_into_pymem(job->block, 64);

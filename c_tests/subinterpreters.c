@@ -1,8 +1,10 @@
 /* Subinterpreters. Once one has existed, PyGILState_Check() answers 1 on
- * every thread on 3.9-3.11, GIL or not; pyalloc must not be fooled. From
- * 3.12, an interpreter with its own GIL has its own obmalloc: its blocks are
- * private, and the main interpreter's pymem blocks dropped there are queued
- * for the main interpreter. */
+ * every thread on 3.11, GIL or not; pyalloc must not be fooled. From 3.12,
+ * an interpreter with its own GIL has its own obmalloc. pyalloc's own
+ * blocks made inside any subinterpreter are private; the C API takes a
+ * PyMem block released there to be that interpreter's (as PyMem_Free
+ * would) and frees it there; Rust's blocks are the main interpreter's, and
+ * Rust dropping one there queues it for the main interpreter. */
 #include "harness.h"
 
 static PyThreadState *main_tstate;
@@ -37,6 +39,29 @@ static void shared_gil_subinterpreter(void) {
     size_t len = 0;
     CHECK(pyalloc_demo_hex((const uint8_t *)"x", 1, &len) == NULL);
     CHECK(pyalloc_demo_parallel(2, 50) != 0);
+    /* C's PyMem block, released through the C API: this heap is the main
+     * one's (a legacy subinterpreter shares it). */
+    pyalloc_stats before = stats_now();
+    uint8_t *own = PyMem_Malloc(40);
+    CHECK(own != NULL && pyalloc_is_pymem(own));
+    fill_pattern(own, 40, 3);
+#if PY_VERSION_HEX >= 0x030C0000
+    /* Seen as attached to this subinterpreter: freed here and now. */
+    own = pyalloc_realloc(own, 4000);
+    CHECK(own != NULL && has_pattern(own, 40, 3));
+    pyalloc_free(own);
+    CHECK(stats_now().pymem_frees == before.pymem_frees + 1);
+    CHECK(stats_now().deferred_pending == before.deferred_pending);
+#else
+    /* 3.11 cannot tell which thread holds a subinterpreter's GIL, so this
+     * thread counts as attached to none (src/cpython/attached_3_11.rs): the
+     * block cannot be resized, and its release is queued for the main
+     * interpreter, whose heap it is. */
+    CHECK(pyalloc_realloc(own, 4000) == NULL);
+    CHECK(has_pattern(own, 40, 3));
+    pyalloc_free(own);
+    CHECK(stats_now().deferred_pending == before.deferred_pending + 1);
+#endif
     Py_EndInterpreter(sub);
     PyThreadState_Swap(main_tstate);
 
@@ -78,13 +103,14 @@ static void own_gil_subinterpreter(void) {
     };
     uint8_t *from_main = pyalloc_malloc(512);
     CHECK(from_main != NULL && pyalloc_is_pymem(from_main));
+    fill_pattern(from_main, 512, 5);
     pyalloc_collect();
     pyalloc_stats before = stats_now();
 
     PyThreadState *sub = NULL;
     PyStatus status = Py_NewInterpreterFromConfig(&sub, &config);
     CHECK(!PyStatus_Exception(status) && sub != NULL);
-    /* Its own GIL and obmalloc: pyalloc stays out of its heap. */
+    /* Its own GIL and obmalloc: pyalloc's own blocks are private here. */
     uint8_t *inside = pyalloc_malloc(4096);
     CHECK(inside != NULL && !pyalloc_is_pymem(inside));
     fill_pattern(inside, 4096, 12);
@@ -93,9 +119,22 @@ static void own_gil_subinterpreter(void) {
     pyalloc_free(zeroed);
     CHECK(pyalloc_demo_parallel(2, 80) != 0);
     run_python("x = [bytes(100) for _ in range(1000)]");
-    /* The main interpreter's block, dropped in this one: queued, not freed
-     * into this interpreter's heap. */
-    pyalloc_free(from_main);
+
+    /* C's own PyMem blocks of this interpreter's heap, through the C API:
+     * resized and freed in this heap, never queued for the main one. */
+    for (size_t size = 0; size < 600; size += 25) {
+        uint8_t *own = PyMem_Malloc(size);
+        CHECK(own != NULL && pyalloc_is_pymem(own));
+        fill_pattern(own, size, 8);
+        own = pyalloc_realloc(own, size * 3 + 1);
+        CHECK(own != NULL && pyalloc_is_pymem(own) && has_pattern(own, size, 8));
+        pyalloc_free(own);
+    }
+    CHECK(stats_now().deferred_pending == before.deferred_pending);
+
+    /* The main interpreter's block, owned and dropped by Rust here: queued
+     * for the main interpreter, not freed into this one. */
+    CHECK(pyalloc_demo_consume(from_main, 512) == pattern_sum(512, 5));
     CHECK(stats_now().deferred_pending == before.deferred_pending + 1);
     CHECK(pyalloc_collect() == 0); /* not the main GIL */
     Py_EndInterpreter(sub);
@@ -112,6 +151,10 @@ static void own_gil_subinterpreter(void) {
 int main(void) {
     Py_InitializeEx(0);
     main_tstate = PyThreadState_Get();
+    /* pyalloc tracks an interpreter lifetime from the first call a thread
+     * holding its GIL makes; releases without the GIL before that are
+     * orphaned (see pyalloc.h). */
+    CHECK(pyalloc_collect() == 0);
     printf("python %s\n", Py_GetVersion());
     RUN(shared_gil_subinterpreter);
     RUN(workers_after_a_subinterpreter);

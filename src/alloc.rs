@@ -1,20 +1,25 @@
 //! `PyAlloc`, the `GlobalAlloc` that sends Rust's heap to CPython's PyMem
-//! family where that is sound and to the system allocator everywhere else.
+//! family where that is sound and to pyalloc's private heap everywhere else.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::ptr;
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
 
-use crate::{family, overaligned};
+use crate::family::{self, PyMemOwner, HEADERLESS_ALIGN};
+use crate::overaligned;
 
 /// A global allocator on CPython's `PyMem_*` heap.
 ///
-/// On a thread that holds the main interpreter's GIL, blocks come from
-/// `PyMem_Malloc`/`PyMem_Calloc`, so tracemalloc sees them and the debug hooks
-/// check them. Everywhere else (GIL released, Rust worker threads, before
-/// `Py_Initialize` and after `Py_FinalizeEx`, subinterpreters) they come from
-/// the system allocator, with no call into Python. Either kind may be freed
-/// on any thread: a PyMem block dropped without the GIL is queued and freed by
-/// the next GIL holder.
+/// On a thread attached to the main interpreter (holding its GIL), blocks
+/// come from `PyMem_Malloc`/`PyMem_Calloc`, so tracemalloc sees them and the
+/// debug hooks check them. Everywhere else (GIL released, Rust worker
+/// threads, before `Py_Initialize` and after `Py_FinalizeEx`,
+/// subinterpreters) they come from pyalloc's private heap, with no call into
+/// Python. Either kind may be freed on any thread: a PyMem block dropped
+/// where PyMem may not be called is queued and freed by the next thread that
+/// enters pyalloc holding the main interpreter's GIL.
+///
+/// Install it in the final artifact (an extension module, a program):
 ///
 /// ```text
 /// #[global_allocator]
@@ -23,58 +28,98 @@ use crate::{family, overaligned};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PyAlloc;
 
-// SAFETY: every method returns NULL or a block that meets the layout (address
-// classes for alignment <= 8, `overaligned` above), never unwinds (no
-// panicking code on these paths), and routes each block back to the family
-// that made it, which `family_of` or the over-aligned header tells exactly.
+// SAFETY: every method returns NULL or a block that meets the layout
+// (alignment up to 8 from either family as is, `overaligned` above), contains
+// no panicking code, and routes each block back to the family that made it,
+// which `private::classify` or the over-aligned header tells exactly.
 unsafe impl GlobalAlloc for PyAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= family::CLASSED_ALIGN {
+        let block = if layout.align() <= HEADERLESS_ALIGN {
             family::allocate(layout.size(), false)
         } else {
-            overaligned::allocate(layout.size(), layout.align())
-        }
+            overaligned::allocate(layout.size(), layout.align(), false)
+        };
+        note_for_probe(block);
+        block
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= family::CLASSED_ALIGN {
+        if layout.align() <= HEADERLESS_ALIGN {
             family::allocate(layout.size(), true)
         } else {
-            overaligned::allocate_zeroed(layout.size(), layout.align())
+            overaligned::allocate(layout.size(), layout.align(), true)
         }
     }
 
     #[inline]
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
-        if layout.align() <= family::CLASSED_ALIGN {
+        if layout.align() <= HEADERLESS_ALIGN {
             // SAFETY: GlobalAlloc's contract: `block` came from this allocator
-            // with `layout`, so it is address-classed and `layout.size()` long.
-            unsafe { family::release(block, Some(layout.size())) }
+            // with `layout` (or from `vec_from_pymem`, a main-interpreter
+            // PyMem block), so it is live and `layout.size()` long.
+            unsafe { family::release(block, Some(layout.size()), PyMemOwner::MainInterpreter) }
         } else {
             // SAFETY: as above; over-aligned blocks carry their header.
-            unsafe { overaligned::release(block, layout.align()) }
+            unsafe { overaligned::release(block, layout.size(), layout.align()) }
         }
     }
 
     #[inline]
     unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= family::CLASSED_ALIGN {
+        if layout.align() <= HEADERLESS_ALIGN {
             // SAFETY: as in `dealloc`; `layout.size()` is the exact old size.
-            return unsafe { family::resize(block, Some(layout.size()), new_size) };
+            unsafe { family::resize(block, Some(layout.size()), new_size, PyMemOwner::MainInterpreter) }
+        } else {
+            // SAFETY: as in `dealloc`.
+            unsafe { overaligned::resize(block, layout.size(), layout.align(), new_size) }
         }
-        // Over-aligned: allocate, copy, free (the offset to the alignment
-        // boundary may change, so an in-place realloc cannot keep it).
-        let moved = overaligned::allocate(new_size, layout.align());
-        if !moved.is_null() {
-            // SAFETY: both blocks are live and distinct, each at least
-            // min(old, new) bytes; the old one is released exactly once.
-            unsafe {
-                ptr::copy_nonoverlapping(block, moved, layout.size().min(new_size));
-                overaligned::release(block, layout.align());
-            }
-        }
-        moved
     }
+}
+
+/// How many `is_global_allocator` probes are running.
+static PROBES: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// The block `PyAlloc::alloc` last returned on this thread, while a probe runs.
+    static PROBED: Cell<usize> = const { Cell::new(0) };
+}
+
+#[inline]
+fn note_for_probe(block: *mut u8) {
+    if PROBES.load(Relaxed) != 0 {
+        let _ = PROBED.try_with(|probed| probed.set(block as usize));
+    }
+}
+
+/// Whether `PyAlloc` is this program's `#[global_allocator]`, handing Rust
+/// its blocks unchanged: a `Box` made now must be the very block that
+/// `PyAlloc::alloc` returned on this thread (a wrapping allocator that adds
+/// a header would move it). Probed once, then cached.
+pub fn is_global_allocator() -> bool {
+    const UNKNOWN: u8 = 0;
+    const YES: u8 = 1;
+    const NO: u8 = 2;
+    static ANSWER: AtomicU8 = AtomicU8::new(UNKNOWN);
+    match ANSWER.load(Relaxed) {
+        YES => return true,
+        NO => return false,
+        _ => {}
+    }
+    PROBES.fetch_add(1, Relaxed);
+    let Ok(()) = PROBED.try_with(|probed| probed.set(0)) else {
+        // This thread's locals are gone (late in its exit): no answer to
+        // cache; "no" only costs a copy.
+        PROBES.fetch_sub(1, Relaxed);
+        return false;
+    };
+    let probe = std::hint::black_box(Box::new(0u8));
+    let address = &*probe as *const u8 as usize;
+    let seen = PROBED.try_with(Cell::get).unwrap_or(0);
+    drop(probe);
+    PROBES.fetch_sub(1, Relaxed);
+    let yes = seen == address;
+    ANSWER.store(if yes { YES } else { NO }, Relaxed);
+    yes
 }

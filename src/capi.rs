@@ -1,15 +1,24 @@
 //! The C API, declared in `include/pyalloc.h`. Every function runs inside a
 //! panic boundary and answers bad input with NULL, 0 or nothing, as each
 //! documents; none of them needs the GIL unless it says so.
+//!
+//! Interpreters. A thread attached to the main interpreter (holding its GIL)
+//! gets PyMem blocks; every other thread gets private blocks. A block that
+//! is not private is taken to be a PyMem block of the *calling* thread's
+//! interpreter, as `PyMem_Free` would: released there at once when the
+//! thread is attached to one, and otherwise (a thread attached to none)
+//! taken to be the main interpreter's and queued for it. So a
+//! subinterpreter's own PyMem block may be passed to `pyalloc_free` or
+//! `pyalloc_realloc` only on a thread attached to that subinterpreter.
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::family::{self, Family};
-use crate::stats::{self, Stats, INVALID_POINTERS, REHOMED};
-use crate::{deferred, python};
+use crate::family::{self, Caller, PyMemOwner, HEADERLESS_ALIGN};
+use crate::private;
+use crate::stats::{self, Stats, INVALID_POINTERS};
 
 /// Runs `body`, turning a panic into `fallback`: no unwind crosses into C.
 pub(crate) fn boundary<T>(fallback: T, body: impl FnOnce() -> T) -> T {
@@ -18,7 +27,7 @@ pub(crate) fn boundary<T>(fallback: T, body: impl FnOnce() -> T) -> T {
 
 /// Counts and refuses a pointer that no allocator pyalloc knows returns.
 fn refuse_invalid(block: *const u8) -> bool {
-    let invalid = !family::is_plausible(block);
+    let invalid = block as usize % HEADERLESS_ALIGN != 0;
     if invalid {
         INVALID_POINTERS.fetch_add(1, Relaxed);
     }
@@ -27,19 +36,20 @@ fn refuse_invalid(block: *const u8) -> bool {
 
 /// Allocates `size` bytes from any thread, GIL or not.
 ///
-/// With the main interpreter's GIL held the block comes from `PyMem_Malloc`
-/// (`pyalloc_is_pymem` is true, C may `PyMem_Free` it, tracemalloc sees it);
-/// otherwise from the system allocator. The block is 16-byte aligned when
-/// pymem and 8-byte aligned when private. `size == 0` gives a unique
-/// non-NULL pointer. Returns NULL when out of memory.
+/// On a thread attached to the main interpreter (holding its GIL) the block
+/// comes from `PyMem_Malloc` (`pyalloc_is_pymem` is true, C may `PyMem_Free`
+/// it, tracemalloc sees it), aligned as PyMem aligns it (8 at least; 16 with
+/// CPython's own allocators). Otherwise it is a private block, 16-aligned.
+/// `size == 0` gives a unique non-NULL pointer. Returns NULL when out of
+/// memory.
 #[no_mangle]
 pub extern "C" fn pyalloc_malloc(size: usize) -> *mut c_void {
     boundary(ptr::null_mut(), || family::allocate(size, false).cast())
 }
 
-/// Allocates `nmemb * size` zeroed bytes (`PyMem_Calloc` or `calloc`, never
-/// malloc + memset). Returns NULL when the product overflows or when out of
-/// memory.
+/// Allocates `nmemb * size` zeroed bytes (`PyMem_Calloc` or a zeroing
+/// private allocation, never malloc + memset). Returns NULL when the product
+/// overflows or when out of memory.
 #[no_mangle]
 pub extern "C" fn pyalloc_calloc(nmemb: usize, size: usize) -> *mut c_void {
     boundary(ptr::null_mut(), || match nmemb.checked_mul(size) {
@@ -49,15 +59,16 @@ pub extern "C" fn pyalloc_calloc(nmemb: usize, size: usize) -> *mut c_void {
 }
 
 /// Resizes a block from `pyalloc_malloc`/`pyalloc_calloc`/`pyalloc_realloc`,
-/// or from C's own `PyMem_Malloc`, keeping its contents up to the smaller size.
+/// or from C's own `PyMem_Malloc` (see "Interpreters" above),
+/// keeping its contents up to the smaller size.
 ///
 /// `ptr == NULL` acts as `pyalloc_malloc(size)`. `size == 0` resizes to an
 /// empty block and returns a unique non-NULL pointer (as `PyMem_Realloc`
 /// does; it does not free). Returns NULL, leaving the block valid and
 /// unchanged, when out of memory, when `ptr` is not 8-byte aligned (counted
-/// in `invalid_pointers`), or when `ptr` is a pymem block and this thread
-/// does not hold the GIL: the C API cannot know a pymem block's size, so it
-/// cannot move it.
+/// in `invalid_pointers`), or when `ptr` is a PyMem block and this thread is
+/// attached to no interpreter: the C API cannot know a PyMem block's size,
+/// so it cannot move it.
 ///
 /// # Safety
 /// `ptr` is NULL or a live block from one of the allocators above.
@@ -71,17 +82,18 @@ pub unsafe extern "C" fn pyalloc_realloc(ptr: *mut c_void, size: usize) -> *mut 
         if refuse_invalid(block) {
             return ptr::null_mut();
         }
-        // SAFETY: the caller passes a live address-classed block.
-        unsafe { family::resize(block, None, size).cast() }
+        // SAFETY: the caller passes a live block of pyalloc or PyMem.
+        unsafe { family::resize(block, None, size, PyMemOwner::CallingInterpreter).cast() }
     })
 }
 
 /// Releases a block from `pyalloc_malloc`/`pyalloc_calloc`/`pyalloc_realloc`,
-/// from C's `PyMem_Malloc`, or a buffer Rust handed over, on any thread. A
-/// pymem block freed without the GIL is queued and freed by the next GIL
-/// holder (see `pyalloc_collect`). NULL is ignored; so is a pointer that is
-/// not 8-byte aligned, which no allocator here returns (counted in
-/// `invalid_pointers`).
+/// from C's `PyMem_Malloc` (see "Interpreters" above), or a buffer
+/// Rust handed over, on any thread. A main-interpreter PyMem block released
+/// on a thread that holds no GIL is queued and freed by the next thread that
+/// enters pyalloc holding the main interpreter's GIL (see `pyalloc_collect`).
+/// NULL is ignored; so is a pointer that is not 8-byte aligned, which no
+/// allocator here returns (counted in `invalid_pointers`).
 ///
 /// # Safety
 /// `ptr` is NULL or a live block from one of the allocators above, not used
@@ -93,25 +105,28 @@ pub unsafe extern "C" fn pyalloc_free(ptr: *mut c_void) {
         if block.is_null() || refuse_invalid(block) {
             return;
         }
-        // SAFETY: the caller gives up a live address-classed block.
-        unsafe { family::release(block, None) }
+        // SAFETY: the caller gives up a live block of pyalloc or PyMem.
+        unsafe { family::release(block, None, PyMemOwner::CallingInterpreter) }
     })
 }
 
-/// True when C may release `ptr` with `PyMem_Free` (holding the GIL): the
-/// block is in the main interpreter's PyMem heap. False for NULL and for
-/// private blocks, which only `pyalloc_free` may release. Only the address is
-/// read, so any pointer is accepted; the answer is meaningful for live blocks
-/// from the allocators above.
+/// True when `ptr` is a PyMem block: C may release it with `PyMem_Free`
+/// (holding its interpreter's GIL). False for NULL, for pointers that are
+/// not 8-byte aligned and for private blocks, which only `pyalloc_free` may
+/// release. Reads at most the 16 bytes before `ptr`; the answer is meaningful
+/// for live blocks from the allocators above.
+///
+/// # Safety
+/// `ptr` is NULL or a live block from one of the allocators above.
 #[no_mangle]
-pub extern "C" fn pyalloc_is_pymem(ptr: *const c_void) -> bool {
-    let block = ptr.cast::<u8>();
-    !block.is_null() && family::is_plausible(block) && family::family_of(block) == Family::Pymem
+pub unsafe extern "C" fn pyalloc_is_pymem(ptr: *const c_void) -> bool {
+    boundary(false, || family::is_pymem(ptr.cast_mut().cast()))
 }
 
 /// Returns a block that C may release with `PyMem_Free` holding the first
-/// `len` bytes of `ptr`: `ptr` itself when it is already pymem, otherwise a
-/// new `PyMem_Malloc` copy, and `ptr` is freed (counted in `rehomed`).
+/// `len` bytes of `ptr`: `ptr` itself when it is already a PyMem block,
+/// otherwise a new `PyMem_Malloc` copy, and `ptr` is freed (counted in
+/// `rehomed`).
 ///
 /// Needs the main interpreter's GIL. Returns NULL, leaving `ptr` valid and
 /// untouched, when this thread does not hold it, when `ptr` is NULL or not
@@ -124,46 +139,37 @@ pub extern "C" fn pyalloc_is_pymem(ptr: *const c_void) -> bool {
 pub unsafe extern "C" fn pyalloc_into_pymem(ptr: *mut c_void, len: usize) -> *mut c_void {
     boundary(ptr::null_mut(), || {
         let block = ptr.cast::<u8>();
-        if block.is_null() || refuse_invalid(block) || !python::holds_main_gil() {
+        if block.is_null() || refuse_invalid(block) {
             return ptr::null_mut();
         }
-        deferred::on_gil_entry();
-        if family::family_of(block) == Family::Pymem {
+        let Caller::Main(gil) = family::caller() else {
+            return ptr::null_mut();
+        };
+        let Some(private) = private::classify(block) else {
             return ptr;
+        };
+        // SAFETY: `block` holds at least `len` bytes (the caller's promise).
+        let copy = unsafe { family::pymem_copy(&gil, block, len) };
+        if !copy.is_null() {
+            // SAFETY: the private block is given up once it is copied.
+            unsafe { private.release(Some(len)) };
         }
-        // SAFETY: GIL held (checked above).
-        let copy = unsafe { family::pymem_alloc(len, false) };
-        if copy.is_null() {
-            return ptr::null_mut();
-        }
-        // SAFETY: `block` holds at least `len` bytes (caller's promise), the
-        // copy is fresh and as long; the private block is released once.
-        unsafe {
-            ptr::copy_nonoverlapping(block, copy, len);
-            family::release(block, Some(len));
-        }
-        REHOMED.fetch_add(1, Relaxed);
         copy.cast()
     })
 }
 
-/// Frees now every pymem block that was released on a thread without the GIL
-/// and returns how many. Needs the main interpreter's GIL: without it, frees
-/// nothing and returns 0.
+/// Frees now every PyMem block that was released on a thread without the
+/// GIL and returns how many. Needs the main interpreter's GIL: without it,
+/// frees nothing and returns 0.
 #[no_mangle]
 pub extern "C" fn pyalloc_collect() -> usize {
-    boundary(0, || {
-        if python::holds_main_gil() {
-            // SAFETY: GIL held (checked).
-            unsafe { deferred::drain() }
-        } else {
-            0
-        }
-    })
+    boundary(0, family::collect)
 }
 
-/// Writes a snapshot of pyalloc's counters to `*out`. NULL is ignored. Cheap
-/// enough to call often; callable from any thread.
+/// Writes a snapshot of this copy of pyalloc's counters to `*out` (each
+/// extension module that links pyalloc has its own copy and its own
+/// counters). NULL is ignored. Cheap enough to call often; callable from
+/// any thread.
 ///
 /// # Safety
 /// `out` is NULL or points to writable memory for one `pyalloc_stats`.

@@ -1,37 +1,58 @@
-//! The deferred-free queue: pymem blocks released on a thread that does not
-//! hold the main interpreter's GIL, where `PyMem_Free` must not be called.
+//! The deferred queue: main-interpreter PyMem blocks released on a thread
+//! that may not call `PyMem_Free` (GIL released, a worker thread, a
+//! subinterpreter), freed by the next thread that enters pyalloc holding the
+//! main interpreter's GIL, or by `pyalloc_collect()`.
 //!
-//! A lock-free stack (push with CAS, drain by taking the whole list with one
-//! swap, so there is no ABA). It is drained by the next GIL holder that enters
-//! the allocator, by `pyalloc_collect`, and by a `Py_AddPendingCall` callback
-//! scheduled once more than `PENDING_CALL_BOUND` blocks wait.
+//! A lock-free stack: push with CAS; a drain takes the whole list with one
+//! swap, so there is no ABA. Nothing here calls into Python: a thread
+//! without the GIL only reads an atomic and pushes.
 //!
-//! Blocks of at least one pointer in size hold their own list node; smaller
-//! ones (or ones whose size is unknown, from the C API) get a node from the
-//! system allocator.
+//! Interpreter lifetimes. A PyMem block belongs to the lifetime
+//! (`Py_Initialize` .. `Py_FinalizeEx`) that made it; freeing it into a later
+//! one corrupts that heap (3.12+ aborts). Finalization has no fence a worker
+//! can see, so every queued block carries the lifetime that was current when
+//! it was released, read from `STATE` in one atomic load, and a drain frees
+//! only blocks of the current lifetime:
 //!
-//! A block never outlives its interpreter into the next one: blocks released
-//! after `Py_FinalizeEx` has begun, or still queued when it ends, are left
-//! unfreed and counted as orphaned. From 3.12 pymalloc's state belongs to the
-//! interpreter, and freeing an old block into a new one corrupts it.
+//! - The first GIL holder that enters pyalloc in a lifetime registers
+//!   `at_exit` with `Py_AtExit` and marks the lifetime tracked.
+//! - `at_exit` runs at the end of `Py_FinalizeEx`: it moves `STATE` to the
+//!   next lifetime, untracked, then orphans (leaves unfreed, counts)
+//!   everything queued.
+//! - A release reads `STATE` once. Untracked: there is no lifetime to free
+//!   into (finalizing, finalized, or not yet seen), so the block is orphaned.
+//!   Tracked: the block is queued with that lifetime. If `at_exit` runs
+//!   between that read and the push, the block is queued with a lifetime
+//!   that has ended, and no later drain frees it.
+//!
+//! If `Py_AtExit`'s table (32 entries) is full, no lifetime is ever tracked
+//! again in this process: releases without the GIL are orphaned from then on
+//! (counted), which is safe, and nothing else changes.
 
-use core::ffi::{c_int, c_void};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 
-use crate::stats;
-use crate::{family, python, sys};
+use crate::pymem::{self, MainGil};
+use crate::stats::{DEFERRED_FREED, DEFERRED_ORPHANED, DEFERRED_QUEUED};
+use crate::{cpython, sys};
 
-/// How many pymem blocks may wait in the deferred queue before a drain is
-/// scheduled with `Py_AddPendingCall` (the next GIL holder that allocates
-/// drains it sooner).
-pub const PENDING_CALL_BOUND: usize = 256;
+/// `lifetime << 2 | TRACKED | UNTRACKABLE`.
+static STATE: AtomicU64 = AtomicU64::new(0);
+/// This lifetime's `at_exit` is registered.
+const TRACKED: u64 = 1;
+/// `Py_AtExit` failed once: never track again.
+const UNTRACKABLE: u64 = 2;
+const LIFETIME_SHIFT: u32 = 2;
 
-/// A list link. A block of at least this size is its own node; otherwise the
-/// node is a `BoxedNode` and the pointer to it carries `BOXED_TAG`.
+static HEAD: AtomicPtr<Node> = AtomicPtr::new(ptr::null_mut());
+
+/// A list link. A block of at least this size and alignment is its own
+/// node; a smaller one (or one of unknown size) gets a `BoxedNode` from the
+/// system allocator, and the pointer to that carries `BOXED_TAG`.
 #[repr(C)]
 struct Node {
     next: *mut Node,
+    lifetime: u64,
 }
 
 #[repr(C)]
@@ -42,34 +63,41 @@ struct BoxedNode {
 
 const BOXED_TAG: usize = 1;
 
-static HEAD: AtomicPtr<Node> = AtomicPtr::new(ptr::null_mut());
-static QUEUED: AtomicUsize = AtomicUsize::new(0);
-static PENDING_CALL_SCHEDULED: AtomicBool = AtomicBool::new(false);
-/// Whether this interpreter's `Py_AtExit` hook is registered.
-static EXIT_HOOK_REGISTERED: AtomicBool = AtomicBool::new(false);
-
-/// Queues a pymem block for `PyMem_Free` by a later GIL holder.
-/// `known_size` is a lower bound on the block's usable size, when known.
+/// Queues a main-interpreter PyMem block for `PyMem_Free` by a later GIL
+/// holder, or orphans it when no lifetime can take it. Never calls into
+/// Python. `known_size` is a lower bound of the block's size, when known.
 ///
 /// # Safety
-/// `block` is a live pymem block of the main interpreter that the caller
+/// `block` is a live PyMem block of the main interpreter that the caller
 /// gives up; nothing uses it afterwards.
 pub(crate) unsafe fn defer(block: *mut u8, known_size: Option<usize>) {
-    stats::DEFERRED_QUEUED.fetch_add(1, Relaxed);
-    if !python::is_initialized() {
-        // Finalization has begun or the interpreter is gone: never free into it.
-        stats::DEFERRED_ORPHANED.fetch_add(1, Relaxed);
+    DEFERRED_QUEUED.fetch_add(1, Relaxed);
+    // Acquire: pairs with `at_exit`'s and `on_gil_entry`'s stores.
+    let state = STATE.load(Acquire);
+    if state & TRACKED == 0 {
+        DEFERRED_ORPHANED.fetch_add(1, Relaxed);
         return;
     }
-    let node = if known_size.is_some_and(|size| size >= core::mem::size_of::<Node>()) {
-        // pymem blocks are 16-aligned, so a Node fits aligned at the start.
-        block.cast::<Node>()
+    crate::testing::pause_point();
+    let lifetime = state >> LIFETIME_SHIFT;
+    let fits = known_size.is_some_and(|size| size >= core::mem::size_of::<Node>())
+        && block as usize % core::mem::align_of::<Node>() == 0;
+    let node = if fits {
+        let node = block.cast::<Node>();
+        // SAFETY: the block is ours now, large and aligned enough for a Node.
+        unsafe {
+            node.write(Node {
+                next: ptr::null_mut(),
+                lifetime,
+            })
+        };
+        node
     } else {
-        let boxed = sys::malloc(core::mem::size_of::<BoxedNode>()).cast::<BoxedNode>();
+        let boxed = sys::malloc(core::mem::size_of::<BoxedNode>(), false).cast::<BoxedNode>();
         if boxed.is_null() {
             // Out of memory while freeing: keeping the block is the only safe
             // choice left. Counted, so it is not silent.
-            stats::DEFERRED_ORPHANED.fetch_add(1, Relaxed);
+            DEFERRED_ORPHANED.fetch_add(1, Relaxed);
             return;
         }
         // SAFETY: `boxed` is a fresh, exclusively owned, suitably aligned
@@ -78,25 +106,14 @@ pub(crate) unsafe fn defer(block: *mut u8, known_size: Option<usize>) {
             boxed.write(BoxedNode {
                 link: Node {
                     next: ptr::null_mut(),
+                    lifetime,
                 },
                 block,
             })
         };
         boxed.cast::<u8>().wrapping_add(BOXED_TAG).cast::<Node>()
     };
-    // Counted before it is published: a GIL holder may drain (and uncount)
-    // the node the moment `push` makes it visible, and counting afterwards
-    // let the count wrap below zero. Counting first only ever over-counts a
-    // block for a moment, and the count is just the pending-call trigger.
-    let queued = QUEUED.fetch_add(1, Relaxed).wrapping_add(1);
     push(node);
-    if queued > PENDING_CALL_BOUND && !PENDING_CALL_SCHEDULED.swap(true, AcqRel) {
-        if python::is_initialized() && python::add_pending_call(drain_pending_call) {
-            stats::PENDING_CALLS.fetch_add(1, Relaxed);
-        } else {
-            PENDING_CALL_SCHEDULED.store(false, Release);
-        }
-    }
 }
 
 fn push(node: *mut Node) {
@@ -116,88 +133,87 @@ fn untag(node: *mut Node) -> *mut Node {
     (node as usize & !BOXED_TAG) as *mut Node
 }
 
-/// Housekeeping for a thread that holds the main GIL and is entering the
-/// allocator: frees what others queued and registers the exit hook once per
-/// interpreter. Two relaxed loads when there is nothing to do.
+/// Housekeeping for a thread holding the main interpreter's GIL as it enters
+/// pyalloc: tracks this lifetime (once) and frees what others queued;
+/// returns how many it freed. Two relaxed loads when there is nothing to do.
 #[inline]
-pub(crate) fn on_gil_entry() {
-    if !HEAD.load(Relaxed).is_null() || !EXIT_HOOK_REGISTERED.load(Relaxed) {
-        on_gil_entry_slow();
+pub(crate) fn on_gil_entry(gil: &MainGil) -> usize {
+    if HEAD.load(Relaxed).is_null() && STATE.load(Relaxed) & (TRACKED | UNTRACKABLE) != 0 {
+        return 0;
     }
+    on_gil_entry_slow(gil)
 }
 
 #[cold]
-fn on_gil_entry_slow() {
-    if !EXIT_HOOK_REGISTERED.load(Relaxed) {
-        // Only GIL holders set it and only the exit hook clears it, so this
-        // does not race. If CPython's Py_AtExit table (32 slots) is full, the
-        // hook is missing: blocks released once finalization has begun are
-        // still orphaned (`is_initialized`), but blocks queued before it and
-        // never drained would be freed by the next interpreter's first GIL
-        // holder. Not retried: a retry would cost every GIL entry.
-        EXIT_HOOK_REGISTERED.store(true, Relaxed);
-        python::at_exit(orphan_queue_at_exit);
+fn on_gil_entry_slow(gil: &MainGil) -> usize {
+    let state = STATE.load(Acquire);
+    if state & (TRACKED | UNTRACKABLE) == 0 {
+        // Several threads may get here at once only in a free-threaded build;
+        // the CAS lets one of them register.
+        let claimed = STATE
+            .compare_exchange(state, state | TRACKED, AcqRel, Relaxed)
+            .is_ok();
+        if claimed && !cpython::at_exit(at_exit) {
+            STATE.store(state | UNTRACKABLE, Release);
+        }
     }
-    // SAFETY: the caller holds the main interpreter's GIL.
-    unsafe { drain() };
+    drain(gil)
 }
 
-/// Frees every queued block with `PyMem_Free`; returns how many.
-///
-/// # Safety
-/// The calling thread holds the main interpreter's GIL.
-pub(crate) unsafe fn drain() -> usize {
+/// Frees every queued block of the current lifetime with `PyMem_Free` and
+/// orphans the rest; returns how many were freed.
+pub(crate) fn drain(gil: &MainGil) -> usize {
+    let state = STATE.load(Acquire);
+    // Untracked (Py_AtExit failed, possibly after a block was queued): no
+    // lifetime tag can be trusted, so nothing is freed.
+    let current = (state & TRACKED != 0).then_some(state >> LIFETIME_SHIFT);
     let mut node = HEAD.swap(ptr::null_mut(), Acquire);
-    let mut freed = 0;
+    let (mut freed, mut orphaned) = (0, 0);
     while !node.is_null() {
         let link = untag(node);
+        let boxed = node as usize & BOXED_TAG != 0;
         // SAFETY: every node on the list was published by `push` (Release,
-        // paired with the Acquire swap) and is now owned by this thread alone.
-        // Its block is a live pymem block of the main interpreter, and the
-        // caller holds that interpreter's GIL.
-        unsafe {
-            let next = (*link).next;
-            if node as usize & BOXED_TAG != 0 {
-                let boxed = link.cast::<BoxedNode>();
-                family::pymem_free((*boxed).block);
-                sys::free(boxed.cast());
+        // paired with the Acquire swap) and is owned by this thread alone
+        // now; a boxed node came from the system allocator.
+        let (next, node_lifetime, block) = unsafe {
+            let block = if boxed {
+                (*link.cast::<BoxedNode>()).block
             } else {
-                family::pymem_free(link.cast());
-            }
-            node = next;
+                link.cast::<u8>()
+            };
+            ((*link).next, (*link).lifetime, block)
+        };
+        if boxed {
+            // SAFETY: as above; nothing reads the node after this.
+            unsafe { sys::free(link.cast()) };
         }
-        freed += 1;
+        if Some(node_lifetime) == current {
+            // SAFETY: a main-interpreter PyMem block released in this
+            // lifetime and given up by its releaser.
+            unsafe { pymem::release(gil, block) };
+            freed += 1;
+        } else {
+            orphaned += 1;
+        }
+        node = next;
     }
-    if freed > 0 {
-        // Every node was counted before `push` published it (Release, paired
-        // with the Acquire swap above), so the count cannot go below zero.
-        let before = QUEUED.fetch_sub(freed, Relaxed);
-        debug_assert!(before >= freed, "deferred queue count below zero");
-        stats::DEFERRED_FREED.fetch_add(freed as u64, Relaxed);
-    }
-    freed
+    DEFERRED_FREED.fetch_add(freed, Relaxed);
+    DEFERRED_ORPHANED.fetch_add(orphaned, Relaxed);
+    freed as usize
 }
 
-/// Runs on the main thread with the GIL, scheduled by `defer`.
-extern "C" fn drain_pending_call(_: *mut c_void) -> c_int {
-    PENDING_CALL_SCHEDULED.store(false, Release);
-    if python::holds_main_gil() {
-        // SAFETY: just checked that this thread holds the main GIL.
-        unsafe { drain() };
-    }
-    0
-}
-
-/// `Py_AtExit` hook: the interpreter is gone, so whatever is still queued
-/// belongs to a dead heap. Leave those blocks alone; free only our nodes.
-extern "C" fn orphan_queue_at_exit() {
+/// `Py_AtExit` hook: the lifetime is over, its heap is gone. Whatever is
+/// queued is left alone; only pyalloc's own nodes are freed.
+extern "C" fn at_exit() {
+    let state = STATE.load(Acquire);
+    let next = ((state >> LIFETIME_SHIFT) + 1) << LIFETIME_SHIFT | (state & UNTRACKABLE);
+    STATE.store(next, Release);
     let mut node = HEAD.swap(ptr::null_mut(), Acquire);
     let mut orphaned = 0;
     while !node.is_null() {
         let link = untag(node);
-        // SAFETY: as in `drain`, the list is owned by this thread now. Boxed
-        // nodes came from the system allocator; the pymem blocks are not
-        // touched.
+        // SAFETY: as in `drain`, the list is owned by this thread now. The
+        // PyMem blocks are not touched.
         unsafe {
             let next = (*link).next;
             if node as usize & BOXED_TAG != 0 {
@@ -207,8 +223,5 @@ extern "C" fn orphan_queue_at_exit() {
         }
         orphaned += 1;
     }
-    QUEUED.fetch_sub(orphaned, Relaxed);
-    stats::DEFERRED_ORPHANED.fetch_add(orphaned as u64, Relaxed);
-    EXIT_HOOK_REGISTERED.store(false, Relaxed);
-    PENDING_CALL_SCHEDULED.store(false, Relaxed);
+    DEFERRED_ORPHANED.fetch_add(orphaned, Relaxed);
 }

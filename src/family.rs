@@ -1,232 +1,194 @@
-//! The two block families, and how a block's family is read back from its
-//! address alone.
+//! The family choice: the one place that asks who is calling, and the one
+//! place that reads a block's family back.
 //!
-//! - *pymem*: `PyMem_Malloc` and friends, used when the calling thread holds
-//!   the main interpreter's GIL. Headerless, so C may `PyMem_Free` it and
-//!   tracemalloc attributes it to the Python line that called in. CPython
-//!   aligns every such block to 16 bytes (pymalloc's ALIGNMENT, kept by the
-//!   debug hooks and by glibc when `PYTHONMALLOC=malloc`); `pymem_alloc`
-//!   checks it.
-//! - *private*: the system allocator, used everywhere else, with no call into
-//!   Python. A private block of alignment <= 8 is handed out 8 bytes into a
-//!   16-aligned `malloc` block, so its address is 8 mod 16.
+//! - *pymem*: a thread attached to the main interpreter allocates with
+//!   `PyMem_Malloc`/`PyMem_Calloc` (`pymem.rs`). Headerless, so C may
+//!   `PyMem_Free` the block and tracemalloc attributes it to the Python line
+//!   that called in.
+//! - *private*: every other thread allocates from pyalloc's private heap
+//!   (`private/`), with no call into Python at all.
 //!
-//! So for blocks of alignment <= 8 (every C API block, and most Rust ones)
-//! the address is the family: 0 mod 16 is pymem, 8 mod 16 is private. Exact,
-//! O(1), and needs no memory before the block. Larger alignments cannot be 8
-//! mod 16; `overaligned.rs` gives those a header instead.
+//! A block's family is read back exactly from the pointer alone:
+//! `private::classify` recognises private blocks, and everything else is a
+//! PyMem block. This serves blocks of alignment up to 8 (every C API block,
+//! and most of Rust's); `overaligned.rs` builds larger alignments on top.
 
 use core::ptr;
+use core::sync::atomic::Ordering::Relaxed;
 
-use pyo3_ffi::{PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc};
+use crate::cpython::{self, Interpreter};
+use crate::pymem::{self, Attached, MainGil};
+use crate::stats::REHOMED;
+use crate::{deferred, private};
 
-use crate::stats::{self, Hot};
-use crate::{deferred, python, sys};
+/// The largest alignment a block of either family has without a header:
+/// every PyMem block is 8-aligned (`pymem.rs`), every private one 16.
+pub(crate) const HEADERLESS_ALIGN: usize = 8;
 
-/// The largest alignment that address classes serve.
-pub(crate) const CLASSED_ALIGN: usize = 8;
-/// Where a private block starts inside its `malloc` block.
-const PRIVATE_OFFSET: usize = 8;
-/// pymem requests are at least this big, so that a block released without the
-/// GIL can hold its own deferred-queue node. pymalloc rounds to 16 anyway.
-const MIN_PYMEM_REQUEST: usize = core::mem::size_of::<usize>();
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Family {
-    Pymem,
-    Private,
+/// Who is calling pyalloc, with the proof that PyMem may be used where it may.
+pub(crate) enum Caller {
+    /// Attached to the main interpreter: PyMem reaches the main heap.
+    Main(MainGil),
+    /// Attached to a subinterpreter, whose heap may be its own.
+    Subinterpreter(Attached),
+    /// Attached to no interpreter: PyMem must not be called at all.
+    Detached,
 }
 
-/// The family of an address-classed block (alignment <= 8, or any C API
-/// block). Blocks that are not 8-aligned are neither, see `is_plausible`.
-#[inline]
-pub(crate) fn family_of(block: *const u8) -> Family {
-    if block as usize % sys::MALLOC_ALIGN == 0 {
-        Family::Pymem
-    } else {
-        Family::Private
-    }
+/// Whose PyMem heap a block that is not private belongs to, where the
+/// caller is attached to a subinterpreter.
+#[derive(Clone, Copy)]
+pub(crate) enum PyMemOwner {
+    /// Rust's allocator and the ownership helpers: pyalloc makes PyMem blocks
+    /// only in the main interpreter, so a Rust block is the main heap's.
+    MainInterpreter,
+    /// The C API, as `PyMem_Free` would: the calling interpreter's heap.
+    CallingInterpreter,
 }
 
-/// Whether `block` could be an address-classed block at all: every one is at
-/// least 8-aligned.
+/// Who is calling. The only place that makes the PyMem tokens; a thread
+/// attached to the main interpreter also does the deferred queue's
+/// housekeeping here, once per entry.
 #[inline]
-pub(crate) fn is_plausible(block: *const u8) -> bool {
-    block as usize % CLASSED_ALIGN == 0
+pub(crate) fn caller() -> Caller {
+    caller_and_collected().0
 }
 
-// ---- pymem primitives: the caller holds the main interpreter's GIL ----
-
-/// `PyMem_Malloc`, or `PyMem_Calloc` when `zeroed`. NULL on failure.
-///
-/// # Safety
-/// The calling thread holds the main interpreter's GIL.
+/// As `caller`, with how many deferred blocks the housekeeping freed.
 #[inline]
-pub(crate) unsafe fn pymem_alloc(size: usize, zeroed: bool) -> *mut u8 {
-    let size = size.max(MIN_PYMEM_REQUEST);
-    // SAFETY: the caller holds the GIL, which is all PyMem needs.
-    let block = unsafe {
-        if zeroed {
-            PyMem_Calloc(1, size)
-        } else {
-            PyMem_Malloc(size)
+fn caller_and_collected() -> (Caller, usize) {
+    match cpython::attached_interpreter() {
+        Interpreter::Main => {
+            // SAFETY: the shims found this thread attached to the main
+            // interpreter; nothing inside pyalloc detaches it.
+            let gil = unsafe { MainGil::new_unchecked() };
+            let freed = deferred::on_gil_entry(&gil);
+            (Caller::Main(gil), freed)
         }
-    };
-    if block.is_null() {
-        return ptr::null_mut();
-    }
-    stats::bump(Hot::PymemAllocs);
-    sys::checked_alignment(block.cast(), "PyMem_Malloc")
-}
-
-/// `PyMem_Realloc`; on failure NULL, and `block` stays valid.
-///
-/// # Safety
-/// The calling thread holds the main interpreter's GIL; `block` is a live
-/// pymem block of the main interpreter.
-#[inline]
-pub(crate) unsafe fn pymem_realloc(block: *mut u8, size: usize) -> *mut u8 {
-    // SAFETY: as the caller promises.
-    let moved = unsafe { PyMem_Realloc(block.cast(), size.max(MIN_PYMEM_REQUEST)) };
-    if moved.is_null() {
-        return ptr::null_mut();
-    }
-    sys::checked_alignment(moved.cast(), "PyMem_Realloc")
-}
-
-/// # Safety
-/// The calling thread holds the main interpreter's GIL; `block` is a live
-/// pymem block of the main interpreter, not used afterwards.
-#[inline]
-pub(crate) unsafe fn pymem_free(block: *mut u8) {
-    // SAFETY: as the caller promises.
-    unsafe { PyMem_Free(block.cast()) };
-    stats::bump(Hot::PymemFrees);
-}
-
-/// Releases a pymem block from any thread: `PyMem_Free` with the GIL, the
-/// deferred queue without it. `known_size` is a lower bound of its size.
-///
-/// # Safety
-/// `block` is a live pymem block of the main interpreter, not used afterwards.
-pub(crate) unsafe fn release_pymem(block: *mut u8, known_size: Option<usize>) {
-    if python::holds_main_gil() {
-        deferred::on_gil_entry();
-        // SAFETY: GIL held (checked), block as the caller promises.
-        unsafe { pymem_free(block) }
-    } else {
-        // SAFETY: as the caller promises.
-        unsafe { deferred::defer(block, known_size) }
+        // SAFETY: the shims found this thread attached to an interpreter;
+        // nothing inside pyalloc detaches it.
+        Interpreter::Other => (Caller::Subinterpreter(unsafe { Attached::new_unchecked() }), 0),
+        Interpreter::None => (Caller::Detached, 0),
     }
 }
 
-// ---- system primitives: any thread, never calls into Python ----
-
-/// A 16-aligned block from the system allocator, counted as private.
-#[inline]
-pub(crate) fn system_alloc(size: usize, zeroed: bool) -> *mut u8 {
-    let block = sys::malloc_maybe_zeroed(size, zeroed);
-    if !block.is_null() {
-        stats::bump(Hot::PrivateAllocs);
+/// Frees the deferred blocks of the current lifetime; how many. 0 unless the
+/// caller is attached to the main interpreter.
+pub(crate) fn collect() -> usize {
+    match caller_and_collected() {
+        (Caller::Main(gil), freed) => freed + deferred::drain(&gil),
+        _ => 0,
     }
-    block
 }
 
-/// # Safety
-/// `block` is a live block from `system_alloc`, not used afterwards.
-#[inline]
-pub(crate) unsafe fn system_free(block: *mut u8) {
-    // SAFETY: as the caller promises.
-    unsafe { sys::free(block) };
-    stats::bump(Hot::PrivateFrees);
-}
-
-// ---- address-classed blocks (alignment <= 8): the C API and most of Rust ----
-
-/// A block of `size` bytes, 8-aligned (16 when pymem): pymem if this thread
-/// holds the main GIL, private otherwise. NULL on failure.
+/// A block of `size` bytes in the family the caller may use: pymem when
+/// attached to the main interpreter (aligned as PyMem aligns, at least 8),
+/// private otherwise (16-aligned). NULL when out of memory.
 #[inline]
 pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
-    if python::holds_main_gil() {
-        deferred::on_gil_entry();
-        // SAFETY: GIL held (checked).
-        unsafe { pymem_alloc(size, zeroed) }
-    } else {
-        private_alloc(size, zeroed)
+    match caller() {
+        Caller::Main(gil) => pymem::allocate(&gil, size, zeroed),
+        _ => private::allocate(size, zeroed),
     }
 }
 
+/// Whether `block` is a PyMem block (not NULL, 8-aligned, not private).
 #[inline]
-fn private_alloc(size: usize, zeroed: bool) -> *mut u8 {
-    let Some(total) = size.checked_add(PRIVATE_OFFSET) else {
-        return ptr::null_mut();
-    };
-    let start = system_alloc(total, zeroed);
-    if start.is_null() {
-        return ptr::null_mut();
-    }
-    // In bounds: `total` leaves `size` bytes after the offset.
-    start.wrapping_add(PRIVATE_OFFSET)
+pub(crate) fn is_pymem(block: *mut u8) -> bool {
+    !block.is_null() && block as usize % HEADERLESS_ALIGN == 0 && private::classify(block).is_none()
 }
 
-/// Releases an address-classed block from any thread.
+/// Releases a block of either family, from any thread. `size`, when known, is
+/// a lower bound of its size.
 ///
 /// # Safety
-/// `block` is a live address-classed block (from `allocate`, `resize` or
-/// `PyMem_Malloc` of the main interpreter), not used afterwards.
-/// `known_size`, when given, is a lower bound of its size.
+/// `block` is a live private block, or a live PyMem block of the heap `owner`
+/// names; nothing uses it afterwards.
 #[inline]
-pub(crate) unsafe fn release(block: *mut u8, known_size: Option<usize>) {
-    match family_of(block) {
-        // SAFETY: a private block starts PRIVATE_OFFSET into its malloc block.
-        Family::Private => unsafe { system_free(block.wrapping_sub(PRIVATE_OFFSET)) },
+pub(crate) unsafe fn release(block: *mut u8, size: Option<usize>, owner: PyMemOwner) {
+    match private::classify(block) {
+        // SAFETY: the caller gives the block up.
+        Some(private) => unsafe { private.release(size) },
         // SAFETY: as the caller promises.
-        Family::Pymem => unsafe { release_pymem(block, known_size) },
+        None => unsafe { release_pymem(block, size, owner) },
     }
 }
 
-/// Resizes an address-classed block, keeping its family where it can. A pymem
-/// block on a thread without the GIL moves to a new private block when its old
-/// size is known (the old block is deferred); with no size to copy, the answer
-/// is NULL and the block stays valid. NULL on failure, `block` still valid.
+/// Releases a PyMem block: `PyMem_Free` now where the caller may, otherwise
+/// into the deferred queue (main-interpreter blocks only).
 ///
 /// # Safety
-/// `block` is a live address-classed block; `old_size`, when given, is its
-/// exact usable size as the caller knows it (what `GlobalAlloc` passes).
-#[inline]
-pub(crate) unsafe fn resize(block: *mut u8, old_size: Option<usize>, new_size: usize) -> *mut u8 {
-    match family_of(block) {
-        Family::Private => {
-            let Some(total) = new_size.checked_add(PRIVATE_OFFSET) else {
-                return ptr::null_mut();
-            };
-            // SAFETY: the malloc block starts PRIVATE_OFFSET before `block`.
-            let start = unsafe { sys::realloc(block.wrapping_sub(PRIVATE_OFFSET), total) };
-            if start.is_null() {
-                return ptr::null_mut();
-            }
-            start.wrapping_add(PRIVATE_OFFSET)
-        }
-        Family::Pymem if python::holds_main_gil() => {
-            deferred::on_gil_entry();
-            // SAFETY: GIL held (checked); `block` is a live pymem block.
-            unsafe { pymem_realloc(block, new_size) }
-        }
-        Family::Pymem => {
+/// As `release`, for a block known to be PyMem.
+pub(crate) unsafe fn release_pymem(block: *mut u8, size: Option<usize>, owner: PyMemOwner) {
+    match (caller(), owner) {
+        // SAFETY: a block of the heap the token reaches, given up by the caller.
+        (Caller::Main(gil), _) => unsafe { pymem::release(&gil, block) },
+        // SAFETY: as above: the C API's blocks belong to the calling interpreter.
+        (Caller::Subinterpreter(gil), PyMemOwner::CallingInterpreter) => unsafe {
+            pymem::release(&gil, block)
+        },
+        // SAFETY: a main-interpreter block (the caller's promise), given up.
+        _ => unsafe { deferred::defer(block, size) },
+    }
+}
+
+/// Resizes a block, keeping its family where the caller may. A PyMem block
+/// the caller may not touch moves to a new private block when its old size
+/// is known (the old block is deferred); with no size to copy, the answer is
+/// NULL. NULL on failure too; `block` stays valid whenever NULL is returned.
+///
+/// # Safety
+/// As `release`, except that on NULL the block stays the caller's;
+/// `old_size`, when known, is its exact usable size.
+pub(crate) unsafe fn resize(
+    block: *mut u8,
+    old_size: Option<usize>,
+    new_size: usize,
+    owner: PyMemOwner,
+) -> *mut u8 {
+    if let Some(private) = private::classify(block) {
+        // SAFETY: a live private block, as the caller promises.
+        return unsafe { private.resize(old_size, new_size) };
+    }
+    match (caller(), owner) {
+        // SAFETY: a live block of the heap the token reaches.
+        (Caller::Main(gil), _) => unsafe { pymem::resize(&gil, block, new_size) },
+        // SAFETY: as above: the C API's blocks belong to the calling interpreter.
+        (Caller::Subinterpreter(gil), PyMemOwner::CallingInterpreter) => unsafe {
+            pymem::resize(&gil, block, new_size)
+        },
+        _ => {
             let Some(old_size) = old_size else {
                 return ptr::null_mut();
             };
-            let moved = private_alloc(new_size, false);
-            if moved.is_null() {
-                return ptr::null_mut();
-            }
-            // SAFETY: both blocks are live, distinct, and at least
-            // min(old, new) bytes long.
-            unsafe {
-                ptr::copy_nonoverlapping(block, moved, old_size.min(new_size));
-                deferred::defer(block, Some(old_size));
+            let moved = private::allocate(new_size, false);
+            if !moved.is_null() {
+                // SAFETY: both blocks are live, distinct, and at least
+                // min(old, new) bytes long; the old one is a main-interpreter
+                // PyMem block (the caller's promise), given up here.
+                unsafe {
+                    ptr::copy_nonoverlapping(block, moved, old_size.min(new_size));
+                    deferred::defer(block, Some(old_size));
+                }
             }
             moved
         }
     }
+}
+
+/// A new PyMem block holding a copy of `len` bytes at `source`, counted as
+/// re-homed (a block C can `PyMem_Free`, made from one it could not); NULL
+/// when out of memory.
+///
+/// # Safety
+/// `source` is readable for `len` bytes.
+pub(crate) unsafe fn pymem_copy(gil: &MainGil, source: *const u8, len: usize) -> *mut u8 {
+    let copy = pymem::allocate(gil, len, false);
+    if !copy.is_null() {
+        // SAFETY: `copy` is a fresh block of `len` bytes; `source` is
+        // readable for `len` (the caller's promise) and not part of it.
+        unsafe { ptr::copy_nonoverlapping(source, copy, len) };
+        REHOMED.fetch_add(1, Relaxed);
+    }
+    copy
 }

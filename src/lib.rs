@@ -5,24 +5,31 @@
 //! buffers to each other: Rust-built memory released by C with `PyMem_Free`,
 //! C's `PyMem_Malloc` memory owned and dropped by Rust.
 //!
-//! - [`PyAlloc`] is the allocator. With the main interpreter's GIL held it
-//!   uses `PyMem_Malloc`/`PyMem_Calloc`, so `tracemalloc` sees Rust's memory
-//!   and `PYTHONMALLOC=debug` checks it; everywhere else it uses the system
-//!   allocator without calling into Python at all.
+//! - [`PyAlloc`] is the allocator. On a thread holding the main interpreter's
+//!   GIL it uses `PyMem_Malloc`/`PyMem_Calloc`, so `tracemalloc` sees Rust's
+//!   memory and `PYTHONMALLOC=debug` checks it; everywhere else it uses
+//!   pyalloc's private heap without calling into Python at all.
 //! - [`into_pymem`] turns a `Vec<u8>` into a [`PyMemBlock`] that C may
 //!   `PyMem_Free`; [`vec_from_pymem`] takes a `PyMem_Malloc` block as a
 //!   `Vec<u8>`.
 //! - The C API (`pyalloc_malloc`, `pyalloc_free`, `pyalloc_is_pymem`, ...) is
 //!   declared in `include/pyalloc.h`.
 //!
-//! With the default `global-allocator` feature this crate installs `PyAlloc`
-//! itself (what the static library wants). A crate that depends on pyalloc
-//! turns the feature off and declares it:
+//! Like every allocator crate, depending on pyalloc installs nothing: the
+//! final artifact declares the allocator,
 //!
 //! ```text
 //! #[global_allocator]
 //! static GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;
 //! ```
+//!
+//! or turns on the `global-allocator` feature (what pyalloc's own static
+//! library does).
+//!
+//! The modules, top down: the faces (`alloc`, `capi`, `ownership`, `demo`);
+//! the family choice (`family`, and `overaligned` on top of it); the two
+//! heaps (`pymem` with the `deferred` queue, and `private`); the CPython
+//! version shims (`cpython`); and the plumbing (`stats`, `sys`, `testing`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
@@ -30,40 +37,56 @@
 
 mod alloc;
 mod capi;
+mod cpython;
 mod deferred;
+#[cfg(feature = "demo")]
 mod demo;
 mod family;
 mod overaligned;
 mod ownership;
-mod python;
+mod private;
+mod pymem;
 mod stats;
 mod sys;
+mod testing;
 
-pub use crate::alloc::PyAlloc;
+pub use crate::alloc::{is_global_allocator, PyAlloc};
 pub use crate::capi::{
     pyalloc_calloc, pyalloc_collect, pyalloc_free, pyalloc_into_pymem, pyalloc_is_pymem, pyalloc_malloc,
     pyalloc_realloc, pyalloc_stats_get, pyalloc_version,
 };
-pub use crate::deferred::PENDING_CALL_BOUND;
+#[cfg(feature = "demo")]
 pub use crate::demo::{pyalloc_demo_consume, pyalloc_demo_hex, pyalloc_demo_parallel, DEMO_MAX_THREADS};
-pub use crate::ownership::{into_pymem, is_global_allocator, vec_from_pymem, PyMemBlock};
+pub use crate::ownership::{into_pymem, vec_from_pymem, PyMemBlock};
 pub use crate::stats::Stats;
+#[cfg(feature = "testing")]
+pub use crate::testing::{pyalloc_testing_layout, pyalloc_testing_set_pause};
 
-/// A snapshot of pyalloc's counters, summed over all threads.
+/// A snapshot of this copy of pyalloc's counters, summed over all threads.
 pub fn stats() -> Stats {
     stats::snapshot()
 }
 
-/// Frees the pymem blocks that were released on threads without the GIL and
-/// returns how many; 0 when the calling thread does not hold the main GIL.
+/// Frees the PyMem blocks that were released on threads without the GIL and
+/// returns how many; 0 when the calling thread does not hold the main
+/// interpreter's GIL.
 pub fn collect() -> usize {
-    capi::pyalloc_collect()
+    family::collect()
 }
 
 /// Whether the calling thread holds the main interpreter's GIL, as pyalloc
 /// decides it for every allocation.
 pub fn holds_main_gil() -> bool {
-    python::holds_main_gil()
+    matches!(family::caller(), family::Caller::Main(_))
+}
+
+/// Whether `block` is a PyMem block rather than one of pyalloc's private
+/// blocks: what `pyalloc_is_pymem` answers in C.
+///
+/// # Safety
+/// `block` is NULL or a live block from `PyAlloc`, pyalloc's C API or PyMem.
+pub unsafe fn is_pymem<T: ?Sized>(block: *const T) -> bool {
+    family::is_pymem(block.cast::<u8>().cast_mut())
 }
 
 #[cfg(feature = "global-allocator")]

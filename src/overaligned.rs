@@ -1,69 +1,54 @@
-//! Blocks whose alignment is above 8, which address classes cannot serve.
+//! Blocks whose alignment is above 8, which neither family serves without a
+//! header (PyMem promises 8; a private block sits at 16 mod 32).
 //!
-//! Both families over-allocate by `align` bytes and keep a 16-byte header just
-//! below the pointer they hand out, recording the family and where the
-//! underlying block starts (Rust std's aligned fallback does the same). Such
-//! blocks exist only inside Rust: `GlobalAlloc::dealloc` knows the alignment
-//! and so knows to read the header. C never sees them.
+//! An over-aligned block is built inside an ordinary block of either family,
+//! `align + HEADER` bytes larger, with a header just below the pointer it
+//! hands out that records where the inner block starts (Rust std's aligned
+//! fallback does the same). Releasing it releases the inner block, whose
+//! family is read back as any block's is. Such blocks exist only inside Rust:
+//! `GlobalAlloc` knows their alignment, so it knows to read the header; C
+//! never sees them.
 
 use core::ptr;
 
-use crate::family::{self, Family};
-use crate::{deferred, python, sys};
+use crate::family::{self, PyMemOwner};
+use crate::sys;
 
 #[repr(C)]
 struct Header {
-    start: *mut u8,
-    tag: usize,
+    inner: *mut u8,
+    magic: usize,
 }
 
-const HEADER_SIZE: usize = core::mem::size_of::<Header>();
-const PYMEM_TAG: usize = 0x7079_6d65_6d5f_6864; // "pymem_hd"
-const PRIVATE_TAG: usize = 0x7072_6976_5f5f_6864; // "priv__hd"
+const HEADER: usize = core::mem::size_of::<Header>();
+const MAGIC: usize = usize::from_le_bytes(*b"pyal-hdr");
 
-/// A block of `size` bytes aligned to `align` (a power of two above 8), in the
-/// family the calling thread may use. NULL on failure.
-pub(crate) fn allocate(size: usize, align: usize) -> *mut u8 {
-    allocate_maybe_zeroed(size, align, false)
+/// The inner block's size for a block of `size` bytes aligned to `align`:
+/// room for the header and for the distance to the next `align` boundary.
+fn inner_size(size: usize, align: usize) -> Option<usize> {
+    size.checked_add(align)?.checked_add(HEADER)
 }
 
-/// As `allocate`, zero-filled by `PyMem_Calloc` or `calloc`.
-pub(crate) fn allocate_zeroed(size: usize, align: usize) -> *mut u8 {
-    allocate_maybe_zeroed(size, align, true)
-}
-
-fn allocate_maybe_zeroed(size: usize, align: usize, zeroed: bool) -> *mut u8 {
-    debug_assert!(align.is_power_of_two() && align > family::CLASSED_ALIGN);
-    let align = align.max(sys::MALLOC_ALIGN);
-    // The underlying block is 16-aligned, so the first `align`-aligned address
-    // at least HEADER_SIZE past its start is at most `align` past it.
-    let Some(total) = size.checked_add(align) else {
+/// A block of `size` bytes aligned to `align` (a power of two above 8), in
+/// the family the caller may use; zero-filled when `zeroed`. NULL on failure.
+pub(crate) fn allocate(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    let Some(total) = inner_size(size, align) else {
         return ptr::null_mut();
     };
-    let (start, family) = if python::holds_main_gil() {
-        deferred::on_gil_entry();
-        // SAFETY: GIL held (checked).
-        (unsafe { family::pymem_alloc(total, zeroed) }, Family::Pymem)
-    } else {
-        (family::system_alloc(total, zeroed), Family::Private)
-    };
-    if start.is_null() {
+    let inner = family::allocate(total, zeroed);
+    if inner.is_null() {
         return ptr::null_mut();
     }
-    let offset = (start as usize + HEADER_SIZE).next_multiple_of(align) - start as usize;
-    let block = start.wrapping_add(offset);
-    let tag = match family {
-        Family::Pymem => PYMEM_TAG,
-        Family::Private => PRIVATE_TAG,
-    };
-    // SAFETY: HEADER_SIZE <= offset <= align, so the header lies inside the
-    // underlying block, before `block`, and is 8-aligned (block is 16-aligned
-    // at least, HEADER_SIZE is 16).
+    let offset = (inner as usize + HEADER).next_multiple_of(align) - inner as usize;
+    let block = inner.wrapping_add(offset);
+    // SAFETY: HEADER <= offset < HEADER + align, so the header lies inside the
+    // inner block, just below `block`, and is 16-aligned (block is aligned to
+    // `align` >= 16); `size` bytes remain after `block`.
     unsafe {
         block
-            .sub(HEADER_SIZE)
+            .sub(HEADER)
             .cast::<Header>()
-            .write(Header { start, tag })
+            .write(Header { inner, magic: MAGIC })
     };
     block
 }
@@ -71,20 +56,38 @@ fn allocate_maybe_zeroed(size: usize, align: usize, zeroed: bool) -> *mut u8 {
 /// Releases an over-aligned block from any thread.
 ///
 /// # Safety
-/// `block` came from `allocate`/`allocate_zeroed` with this `align`, is live,
-/// and is not used afterwards.
-pub(crate) unsafe fn release(block: *mut u8, align: usize) {
+/// `block` came from `allocate` (or `resize`) with this `align` and a size
+/// of at least `size`, is live, and is not used afterwards.
+pub(crate) unsafe fn release(block: *mut u8, size: usize, align: usize) {
     // SAFETY: `allocate` wrote a Header right below every block it returned.
-    let header = unsafe { block.sub(HEADER_SIZE).cast::<Header>().read() };
-    match header.tag {
-        // SAFETY: the header says `start` is a live pymem block of at least
-        // `align` bytes; the caller gives it up.
-        PYMEM_TAG => unsafe { family::release_pymem(header.start, Some(align)) },
-        // SAFETY: the header says `start` came from `system_alloc`.
-        PRIVATE_TAG => unsafe { family::system_free(header.start) },
-        _ => sys::fatal(
+    let header = unsafe { block.sub(HEADER).cast::<Header>().read() };
+    if header.magic != MAGIC {
+        sys::fatal(
             "dealloc",
             "found no pyalloc header before an over-aligned block (wrong layout, or the memory was overwritten)",
-        ),
+        );
     }
+    // SAFETY: the inner block is live and at least `inner_size` long; Rust's
+    // blocks are never another interpreter's.
+    unsafe { family::release(header.inner, inner_size(size, align), PyMemOwner::MainInterpreter) }
+}
+
+/// Moves an over-aligned block to a new one of `new_size` bytes: allocate,
+/// copy, release (the distance to the alignment boundary may change, so an
+/// in-place realloc cannot keep it). NULL on failure, `block` still valid.
+///
+/// # Safety
+/// As `release` with `old_size` its exact size; on success `block` is not
+/// used afterwards.
+pub(crate) unsafe fn resize(block: *mut u8, old_size: usize, align: usize, new_size: usize) -> *mut u8 {
+    let moved = allocate(new_size, align, false);
+    if !moved.is_null() {
+        // SAFETY: both blocks are live and distinct, each at least
+        // min(old, new) bytes; the old one is released exactly once.
+        unsafe {
+            ptr::copy_nonoverlapping(block, moved, old_size.min(new_size));
+            release(block, old_size, align);
+        }
+    }
+    moved
 }

@@ -1,16 +1,14 @@
 //! Handing byte buffers across the language boundary: a Rust `Vec<u8>` out
 //! as a block that C may `PyMem_Free`, and a `PyMem_Malloc` block from C in as
 //! a `Vec<u8>`. Zero-copy when `PyAlloc` is the global allocator and the block
-//! is in the pymem family; one copy otherwise (counted as `rehomed`).
+//! is a PyMem block; one copy otherwise (counted as `rehomed`).
 
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::alloc::{handle_alloc_error, Layout};
 use std::mem::ManuallyDrop;
 
-use crate::family::{self, Family};
-use crate::stats::{self, REHOMED};
-use crate::{deferred, python};
+use crate::alloc::is_global_allocator;
+use crate::family::{self, Caller, PyMemOwner};
 
 /// A byte buffer in the main interpreter's PyMem heap: C may release it with
 /// `PyMem_Free` (holding the GIL). Dropped in Rust, it is released with
@@ -24,7 +22,8 @@ pub struct PyMemBlock {
 }
 
 // SAFETY: the block is plain bytes owned by this value; releasing it is sound
-// on any thread (without the GIL it is queued, see `family::release_pymem`).
+// on any thread (where PyMem may not be called it is queued, see
+// `family::release_pymem`).
 unsafe impl Send for PyMemBlock {}
 // SAFETY: shared access only reads the bytes.
 unsafe impl Sync for PyMemBlock {}
@@ -62,8 +61,15 @@ impl PyMemBlock {
 
 impl Drop for PyMemBlock {
     fn drop(&mut self) {
-        // SAFETY: the block is a live pymem block owned by `self`.
-        unsafe { family::release_pymem(self.block.as_ptr(), Some(self.capacity)) }
+        // SAFETY: the block is a live main-interpreter PyMem block owned by
+        // `self`, at least `capacity` bytes long.
+        unsafe {
+            family::release_pymem(
+                self.block.as_ptr(),
+                Some(self.capacity),
+                PyMemOwner::MainInterpreter,
+            )
+        }
     }
 }
 
@@ -75,20 +81,18 @@ impl Drop for PyMemBlock {
 /// built under the GIL; otherwise a copy (counted in `Stats::rehomed`).
 ///
 /// ```
-/// // No interpreter runs here, so no thread holds its GIL: the vector is
-/// // private memory and comes back untouched.
+/// // No interpreter runs here, so no thread holds its GIL: the vector
+/// // comes back untouched.
 /// let bytes = b"not yet".to_vec();
 /// assert!(!pyalloc::holds_main_gil());
 /// assert_eq!(pyalloc::into_pymem(bytes).unwrap_err(), b"not yet");
-/// assert!(pyalloc::stats().private_allocs > 0);
 /// ```
 pub fn into_pymem(bytes: Vec<u8>) -> Result<PyMemBlock, Vec<u8>> {
-    if !python::holds_main_gil() {
+    let Caller::Main(gil) = family::caller() else {
         return Err(bytes);
-    }
-    deferred::on_gil_entry();
+    };
     let len = bytes.len();
-    if bytes.capacity() > 0 && is_global_allocator() && family::family_of(bytes.as_ptr()) == Family::Pymem {
+    if bytes.capacity() > 0 && is_global_allocator() && family::is_pymem(bytes.as_ptr().cast_mut()) {
         let mut bytes = ManuallyDrop::new(bytes);
         return Ok(PyMemBlock {
             // SAFETY: a Vec with capacity > 0 has a non-null buffer.
@@ -97,17 +101,11 @@ pub fn into_pymem(bytes: Vec<u8>) -> Result<PyMemBlock, Vec<u8>> {
             capacity: bytes.capacity(),
         });
     }
-    // SAFETY: GIL held (checked above).
-    let block = unsafe { family::pymem_alloc(len, false) };
-    let Some(block) = NonNull::new(block) else {
+    // SAFETY: the vector holds `len` readable bytes.
+    let copy = unsafe { family::pymem_copy(&gil, bytes.as_ptr(), len) };
+    let Some(block) = NonNull::new(copy) else {
         return Err(bytes);
     };
-    // SAFETY: `block` is a fresh block of at least `len` bytes, distinct from
-    // the vector's buffer.
-    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), block.as_ptr(), len) };
-    if bytes.capacity() > 0 {
-        REHOMED.fetch_add(1, Relaxed);
-    }
     Ok(PyMemBlock {
         block,
         len,
@@ -116,8 +114,9 @@ pub fn into_pymem(bytes: Vec<u8>) -> Result<PyMemBlock, Vec<u8>> {
 }
 
 /// Takes ownership of a block that C allocated with `PyMem_Malloc` (or any
-/// pymem block, e.g. from `pyalloc_malloc` under the GIL) as a `Vec<u8>` of
-/// `len` bytes. Callable from any thread: the vector may be dropped anywhere.
+/// main-interpreter PyMem block, e.g. from `pyalloc_malloc` under the GIL) as
+/// a `Vec<u8>` of `len` bytes. Callable from any thread: the vector may be
+/// dropped anywhere.
 ///
 /// Zero-copy when `PyAlloc` is the global allocator. Otherwise the bytes are
 /// copied and the block released (`PyMem_Free` with the GIL, queued without).
@@ -138,59 +137,28 @@ pub unsafe fn vec_from_pymem(block: *mut u8, len: usize) -> Vec<u8> {
         return Vec::new();
     }
     if len == 0 {
-        // SAFETY: the caller gives up a live pymem block.
-        unsafe { family::release_pymem(block, None) };
+        // SAFETY: the caller gives up a live PyMem block.
+        unsafe { family::release_pymem(block, None, PyMemOwner::MainInterpreter) };
         return Vec::new();
     }
-    if is_global_allocator() && family::family_of(block) == Family::Pymem {
+    if is_global_allocator() {
         // SAFETY: the global allocator is PyAlloc, which will release this
-        // address-classed pymem block (align 1, size `len`) correctly: its
-        // address says pymem, `len` is a lower bound of its size, and it holds
-        // `len` initialised bytes.
+        // block (align 1, size `len`) as the PyMem block it is: not private,
+        // `len` is a lower bound of its size, and it holds `len` initialised
+        // bytes.
         return unsafe { Vec::from_raw_parts(block, len, len) };
     }
     let mut copy = Vec::new();
     if copy.try_reserve_exact(len).is_err() {
         handle_alloc_error(Layout::array::<u8>(len).unwrap_or(Layout::new::<u8>()));
     }
-    // SAFETY: `block` holds `len` initialised bytes (caller's promise); the
+    // SAFETY: `block` holds `len` initialised bytes (the caller's promise); the
     // copy has room for `len` and does not overlap; then the block is released
     // exactly once.
     unsafe {
         ptr::copy_nonoverlapping(block, copy.as_mut_ptr(), len);
         copy.set_len(len);
-        family::release_pymem(block, Some(len));
+        family::release_pymem(block, Some(len), PyMemOwner::MainInterpreter);
     }
     copy
-}
-
-/// Whether `PyAlloc` is this program's `#[global_allocator]`: true when a
-/// fresh allocation on this thread shows up in this thread's counters (no
-/// other thread's allocations can). Probed once, then cached.
-pub fn is_global_allocator() -> bool {
-    const UNKNOWN: u8 = 0;
-    const YES: u8 = 1;
-    const NO: u8 = 2;
-    static ANSWER: AtomicU8 = AtomicU8::new(UNKNOWN);
-    match ANSWER.load(Relaxed) {
-        YES => true,
-        NO => false,
-        _ => {
-            // The first allocation gives this thread its counters.
-            drop(std::hint::black_box(Box::new(0u8)));
-            let before = stats::this_thread_allocs();
-            drop(std::hint::black_box(Box::new(0u8)));
-            let after = stats::this_thread_allocs();
-            match (before, after) {
-                (Some(before), Some(after)) => {
-                    let yes = after > before;
-                    ANSWER.store(if yes { YES } else { NO }, Relaxed);
-                    yes
-                }
-                // This thread has no counters of its own (its thread-locals
-                // are gone): no answer to cache; "no" only costs a copy.
-                _ => false,
-            }
-        }
-    }
 }

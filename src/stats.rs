@@ -28,38 +28,38 @@ pub(crate) static DEFERRED_QUEUED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static DEFERRED_FREED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static DEFERRED_ORPHANED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static REHOMED: AtomicU64 = AtomicU64::new(0);
-pub(crate) static PENDING_CALLS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static INVALID_POINTERS: AtomicU64 = AtomicU64::new(0);
 
-/// A snapshot of pyalloc's counters (`pyalloc_stats` in C).
+/// A snapshot of one copy of pyalloc's counters (`pyalloc_stats` in C):
+/// each extension module that links pyalloc has its own copy.
 ///
 /// Blocks that C allocated with `PyMem_Malloc` and pyalloc released count as
 /// frees without a matching alloc, so `allocs - frees` is not a live count.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Blocks allocated with `PyMem_Malloc`/`PyMem_Calloc` (GIL held).
+    /// Blocks allocated with `PyMem_Malloc`/`PyMem_Calloc` (main GIL held).
     pub pymem_allocs: u64,
     /// Blocks released with `PyMem_Free`, directly or from the deferred queue.
     pub pymem_frees: u64,
-    /// Blocks allocated from the system allocator (no GIL, or no interpreter).
+    /// Private blocks allocated (no GIL, no interpreter, a subinterpreter).
     pub private_allocs: u64,
-    /// Private blocks released.
+    /// Private blocks this copy made and released.
     pub private_frees: u64,
-    /// Pymem blocks released on a thread without the GIL and not yet freed.
+    /// PyMem blocks released on a thread without the GIL, not yet freed.
     pub deferred_pending: u64,
-    /// Deferred pymem blocks freed later by a GIL holder.
+    /// Deferred PyMem blocks freed later by a GIL holder.
     pub deferred_freed: u64,
-    /// Deferred pymem blocks left unfreed because their interpreter had
-    /// finalized (freeing them into a later interpreter would corrupt it).
+    /// PyMem blocks left unfreed because they were released when no
+    /// interpreter lifetime could take them: during or after `Py_FinalizeEx`
+    /// (freeing them into a later interpreter would corrupt it), or before
+    /// pyalloc first saw the current interpreter on a thread holding its GIL.
     pub deferred_orphaned: u64,
-    /// Private blocks copied into `PyMem_Malloc` blocks so that C can
-    /// `PyMem_Free` them.
+    /// Blocks copied into new `PyMem_Malloc` blocks so that C can
+    /// `PyMem_Free` them (private blocks, or vectors not built by `PyAlloc`).
     pub rehomed: u64,
-    /// `Py_AddPendingCall` drains scheduled because the deferred queue grew.
-    pub pending_calls: u64,
-    /// Pointers that cannot have come from pyalloc or `PyMem_Malloc`
-    /// (not 8-byte aligned), refused by `pyalloc_free`/`pyalloc_realloc`.
+    /// Pointers that cannot have come from pyalloc or `PyMem_Malloc` (not
+    /// 8-byte aligned), refused by the C API.
     pub invalid_pointers: u64,
 }
 
@@ -132,20 +132,6 @@ pub(crate) fn bump(counter: Hot) {
     }
 }
 
-/// How many blocks the calling thread has allocated in either family, or
-/// `None` when this thread has no block of its own to tell from others'.
-pub(crate) fn this_thread_allocs() -> Option<u64> {
-    OWNER
-        .try_with(|owner| {
-            block_ref(owner.0.get()).map(|block| {
-                block.counts[Hot::PymemAllocs as usize].load(Relaxed)
-                    + block.counts[Hot::PrivateAllocs as usize].load(Relaxed)
-            })
-        })
-        .ok()
-        .flatten()
-}
-
 /// Takes a free block from the list, or makes one with the system allocator
 /// (never with the global allocator: this runs inside it).
 #[cold]
@@ -212,7 +198,6 @@ pub(crate) fn snapshot() -> Stats {
         deferred_freed: freed,
         deferred_orphaned: orphaned,
         rehomed: REHOMED.load(Relaxed),
-        pending_calls: PENDING_CALLS.load(Relaxed),
         invalid_pointers: INVALID_POINTERS.load(Relaxed),
     }
 }

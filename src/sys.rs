@@ -1,16 +1,15 @@
-//! The system allocator (`malloc` and friends), which backs the private family
-//! and pyalloc's own bookkeeping. Called directly rather than through
-//! `std::alloc::System` because the C API frees blocks whose size it does not
-//! know, and because it runs inside the global allocator.
+//! The C library, called directly: the malloc family (the system private
+//! heap and pyalloc's own bookkeeping), the kernel's per-process random
+//! bytes, and a fatal stop that allocates nothing. Called directly rather than
+//! through `std::alloc::System` because the C API frees blocks whose size it
+//! does not know, and because this code runs inside the global allocator.
 
-use core::ffi::{c_int, c_void};
+#[cfg(feature = "mimalloc")]
+use core::ffi::{c_char, CStr};
+use core::ffi::{c_int, c_ulong, c_void};
 
-/// Every block from `malloc`, `calloc` and `realloc` is 16-aligned on the
-/// 64-bit targets pyalloc supports; the families' address classes rest on it.
-pub(crate) const MALLOC_ALIGN: usize = 16;
-
-#[cfg(not(target_pointer_width = "64"))]
-compile_error!("pyalloc's address classes assume a 64-bit target (16-byte malloc alignment)");
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+compile_error!("pyalloc supports 64-bit Linux: its private blocks rely on getauxval(AT_RANDOM) and 16-byte malloc alignment");
 
 extern "C" {
     #[link_name = "malloc"]
@@ -22,39 +21,40 @@ extern "C" {
     #[link_name = "free"]
     fn c_free(ptr: *mut c_void);
     fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int;
+    fn getauxval(kind: c_ulong) -> c_ulong;
+    #[cfg(feature = "mimalloc")]
+    fn getenv(name: *const c_char) -> *const c_char;
     fn write(fd: c_int, buf: *const c_void, count: usize) -> isize;
     fn abort() -> !;
 }
 
-/// `malloc(size)`, or calloc when `zeroed`; NULL on failure.
-pub(crate) fn malloc_maybe_zeroed(size: usize, zeroed: bool) -> *mut u8 {
-    // SAFETY: malloc and calloc accept any size and report failure as NULL.
-    let block = unsafe {
-        if zeroed {
-            c_calloc(1, size)
-        } else {
-            c_malloc(size)
-        }
-    };
-    checked_alignment(block.cast(), "malloc")
-}
+/// `getauxval` key of the 16 random bytes the kernel gives every process.
+const AT_RANDOM: c_ulong = 25;
 
-pub(crate) fn malloc(size: usize) -> *mut u8 {
-    malloc_maybe_zeroed(size, false)
+/// `malloc(size)`, or `calloc(1, size)` when `zeroed`; NULL on failure.
+pub(crate) fn malloc(size: usize, zeroed: bool) -> *mut u8 {
+    // SAFETY: malloc and calloc accept any size and report failure as NULL.
+    unsafe {
+        if zeroed {
+            c_calloc(1, size).cast()
+        } else {
+            c_malloc(size).cast()
+        }
+    }
 }
 
 /// `realloc`. On failure returns NULL and `block` stays valid.
 ///
 /// # Safety
-/// `block` is NULL or a live block from this module's allocating functions.
+/// `block` is a live block from this module's allocating functions.
 pub(crate) unsafe fn realloc(block: *mut u8, size: usize) -> *mut u8 {
-    // SAFETY: the caller passes a live malloc block or NULL.
-    let moved = unsafe { c_realloc(block.cast(), size) };
-    checked_alignment(moved.cast(), "realloc")
+    // SAFETY: the caller passes a live malloc block.
+    unsafe { c_realloc(block.cast(), size).cast() }
 }
 
 /// # Safety
-/// `block` is NULL or a live block from this module's allocating functions.
+/// `block` is NULL or a live block from this module's allocating functions,
+/// not used afterwards.
 pub(crate) unsafe fn free(block: *mut u8) {
     // SAFETY: the caller passes a live malloc block or NULL.
     unsafe { c_free(block.cast()) }
@@ -72,25 +72,46 @@ pub(crate) fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
     }
 }
 
-/// Returns `block`, after checking the alignment that the families' address
-/// classes depend on. A block that breaks it cannot be classified exactly,
-/// so pyalloc stops rather than guess.
-#[inline]
-pub(crate) fn checked_alignment(block: *mut u8, source: &str) -> *mut u8 {
-    if block as usize % MALLOC_ALIGN != 0 {
-        fatal(source, "returned a block that is not 16-byte aligned");
+/// The 16 random bytes the kernel put in this process's auxiliary vector:
+/// the same for every copy of pyalloc loaded in the process (and in a forked
+/// child), fresh at every exec. `None` if the kernel gave none.
+pub(crate) fn process_random_bytes() -> Option<[u8; 16]> {
+    // SAFETY: getauxval only reads the auxiliary vector; AT_RANDOM is the
+    // address of 16 bytes that live as long as the process.
+    let address = unsafe { getauxval(AT_RANDOM) } as usize;
+    if address == 0 {
+        return None;
     }
-    block
+    // SAFETY: as above, 16 readable bytes at `address`, never written.
+    Some(unsafe { (address as *const [u8; 16]).read_unaligned() })
 }
 
-/// Writes `pyalloc: <source> <what>` to stderr and aborts. Allocates nothing.
+/// The value of an environment variable, read without allocating (this
+/// runs inside the allocator); `None` when it is not set.
+#[cfg(feature = "mimalloc")]
+pub(crate) fn env(name: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv reads the environment; the pointer it returns stays
+    // valid until the variable is changed, which pyalloc's callers read
+    // once, at set-up.
+    let value = unsafe { getenv(name.as_ptr()) };
+    // SAFETY: a non-NULL result is a NUL-terminated string.
+    (!value.is_null()).then(|| unsafe { CStr::from_ptr(value) }.to_bytes())
+}
+
+/// Writes `pyalloc: fatal: <source> <what>` to stderr and aborts. Allocates
+/// nothing, so it is safe inside the allocator.
 #[cold]
 pub(crate) fn fatal(source: &str, what: &str) -> ! {
-    for part in ["pyalloc: fatal: ", source, " ", what, "\n"] {
-        // SAFETY: writes a valid byte slice to fd 2; a failed write changes
-        // nothing, since the process aborts next anyway.
-        unsafe { write(2, part.as_ptr().cast(), part.len()) };
-    }
+    warn_parts(&["pyalloc: fatal: ", source, " ", what, "\n"]);
     // SAFETY: abort takes no arguments and does not return.
     unsafe { abort() }
+}
+
+/// Writes the parts to stderr, allocating nothing.
+pub(crate) fn warn_parts(parts: &[&str]) {
+    for part in parts {
+        // SAFETY: writes a valid byte slice to fd 2; a failed write is ignored,
+        // there is nowhere else to report it.
+        unsafe { write(2, part.as_ptr().cast(), part.len()) };
+    }
 }

@@ -1,8 +1,8 @@
 //! `PyAlloc` as a Rust allocator, in both families: every alignment through
 //! alloc, alloc_zeroed and realloc; the GIL decided per thread; pymem blocks
-//! dropped or grown without the GIL; the ownership helpers; the pending-call
-//! drain. This test binary runs on `PyAlloc` itself (the default feature), so
-//! the harness's own allocations exercise it too. Every test takes `serial()`:
+//! dropped or grown without the GIL; the ownership helpers; the deferred
+//! drain. This test binary runs on `PyAlloc` itself (`common`), so the
+//! harness's own allocations exercise it too. Every test takes `serial()`:
 //! any GIL holder that allocates drains the deferred queue, which would
 //! disturb the counts another test is checking.
 
@@ -11,8 +11,8 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout};
 use std::thread;
 
-use common::{is_pymem, on_main_thread, serial, with_gil, without_gil};
-use pyalloc::{into_pymem, vec_from_pymem, PyAlloc, PENDING_CALL_BOUND};
+use common::{is_pymem, serial, with_gil, without_gil};
+use pyalloc::{into_pymem, vec_from_pymem, PyAlloc};
 
 const ALIGNMENTS: [usize; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 512, 4096];
 const SIZES: [usize; 6] = [1, 7, 24, 700, 5000, 1 << 20];
@@ -208,31 +208,6 @@ fn vec_handed_to_c_and_back_without_copies() {
     // Without the GIL nothing can become pymem: the vector comes back.
     let refused = into_pymem(vec![1, 2, 3]).expect_err("no GIL");
     assert_eq!(refused, [1, 2, 3]);
-}
-
-#[test]
-fn a_long_queue_schedules_a_pending_call() {
-    let _serial = serial();
-    let blocks: Vec<Box<[u8; 64]>> = with_gil(|| {
-        pyalloc::collect();
-        (0..PENDING_CALL_BOUND + 50)
-            .map(|i| Box::new([i as u8; 64]))
-            .collect()
-    });
-    let before = pyalloc::stats();
-    thread::spawn(move || drop(blocks)).join().expect("joins");
-    let queued = pyalloc::stats();
-    assert!(queued.deferred_pending > before.deferred_pending + PENDING_CALL_BOUND as u64);
-    assert_eq!(queued.pending_calls, before.pending_calls + 1);
-
-    // The interpreter runs pending calls on its main thread.
-    let after = on_main_thread(|| {
-        // SAFETY: on the main thread with the GIL held.
-        assert_eq!(unsafe { pyo3_ffi::Py_MakePendingCalls() }, 0);
-        pyalloc::stats()
-    });
-    assert_eq!(after.deferred_pending, 0);
-    assert!(after.deferred_freed >= queued.deferred_freed + PENDING_CALL_BOUND as u64);
 }
 
 #[test]

@@ -1,380 +1,476 @@
 //! Builds the C tests in `c_tests/` with `-Wall -Wextra -Werror` against
-//! `include/pyalloc.h`, the static library (its path and link line taken from
-//! cargo's JSON messages and `--print native-static-libs`) and the libpython
-//! that pyo3-ffi built for, then runs each program under several
-//! `PYTHONMALLOC` settings with a timeout: a hang is a failure.
+//! `include/pyalloc.h`, the static library (built by
+//! `python/pyalloc/_cargo.py`, the code `pyalloc.setuptools` uses, which takes
+//! the archive and its link line from cargo's JSON messages) and the
+//! libpython that pyo3-ffi built for, then runs each program under the
+//! allocators and tools it must survive, with a timeout: a hang is a failure.
+//!
+//! AddressSanitizer and valgrind see a private block only when it is a
+//! `malloc` block, so their runs set `PYALLOC_PRIVATE_HEAP=system`. A tool
+//! or library a test needs and cannot find fails the test, naming it
+//! (`scripts/test.sh` installs them).
 
+mod common;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use std::{env, fs, thread};
 
-const PROGRAMS: [&str; 4] = ["exchange", "lifecycle", "subinterpreters", "out_of_memory"];
-/// Also built with AddressSanitizer (not out_of_memory: ASan's shadow memory
-/// does not fit under its RLIMIT_AS).
-const ASAN_PROGRAMS: [&str; 3] = ["exchange", "lifecycle", "subinterpreters"];
-const TIMEOUT: Duration = Duration::from_secs(120);
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const PYTHON: &str = env!("PYALLOC_BUILD_PYTHON");
+/// The C tests link a library with every export they call.
+const FEATURES: &str = "global-allocator,demo,testing";
+const TIMEOUT: Duration = Duration::from_secs(300);
 
-struct Built {
-    programs: PathBuf,
+/// How a program is compiled.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Flavour {
+    Plain,
+    AddressSanitizer,
+}
+
+struct Toolchain {
+    include: String,
+    libdir: String,
+    ldversion: String,
     python_home: String,
-}
-
-fn built() -> &'static Built {
-    static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(build_programs)
-}
-
-/// The static library's path and its native link line, from cargo itself.
-fn static_library() -> (PathBuf, Vec<String>) {
-    let manifest_dir = env!("CARGO_MANIFEST_DIR");
-    let output = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(manifest_dir)
-        .args([
-            "rustc",
-            "--lib",
-            "--crate-type",
-            "staticlib",
-            "--message-format=json",
-        ])
-        .args(["--", "--print", "native-static-libs"])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("cargo runs");
-    assert!(
-        output.status.success(),
-        "cargo could not build the static library"
-    );
-    let messages = String::from_utf8(output.stdout).expect("cargo prints UTF-8");
-    let mut library = None;
-    let mut native_libs = None;
-    for line in messages.lines() {
-        if line.contains(r#""reason":"compiler-artifact""#) && line.contains(r#""kind":["staticlib"]"#) {
-            library = json_string_after(line, r#""filenames":[""#).map(PathBuf::from);
-        }
-        if let Some(start) = line.find("native-static-libs: ") {
-            let rest = &line[start + "native-static-libs: ".len()..];
-            let end = rest.find(['"', '\\']).unwrap_or(rest.len());
-            native_libs = Some(rest[..end].split_whitespace().map(String::from).collect());
-        }
-    }
-    (
-        library.expect("cargo reported the static library"),
-        native_libs.expect("rustc printed native-static-libs"),
-    )
-}
-
-fn json_string_after(line: &str, key: &str) -> Option<String> {
-    let start = line.find(key)? + key.len();
-    let end = line[start..].find('"')? + start;
-    Some(line[start..end].to_owned())
 }
 
 /// `include`, `LIBDIR`, `LDVERSION` and `base_prefix` of the Python that
 /// pyo3-ffi linked, asked of that interpreter.
-fn python_config() -> [String; 4] {
-    let python = env!("PYALLOC_BUILD_PYTHON");
-    let output = Command::new(python)
-        .args([
-            "-c",
-            "import sys, sysconfig\n\
-             print(sysconfig.get_paths()['include'])\n\
-             print(sysconfig.get_config_var('LIBDIR'))\n\
-             print(sysconfig.get_config_var('LDVERSION'))\n\
-             print(sys.base_prefix)",
-        ])
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {python}: {err}"));
-    assert!(output.status.success(), "{python} failed to report its config");
-    let text = String::from_utf8(output.stdout).expect("UTF-8");
-    let lines: Vec<String> = text.lines().map(String::from).collect();
-    lines.try_into().expect("four lines of config")
+fn toolchain() -> &'static Toolchain {
+    static TOOLCHAIN: OnceLock<Toolchain> = OnceLock::new();
+    TOOLCHAIN.get_or_init(|| {
+        let output = Command::new(PYTHON)
+            .args([
+                "-c",
+                "import sys, sysconfig\n\
+                 print(sysconfig.get_paths()['include'])\n\
+                 print(sysconfig.get_config_var('LIBDIR'))\n\
+                 print(sysconfig.get_config_var('LDVERSION'))\n\
+                 print(sys.base_prefix)",
+            ])
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run {PYTHON}: {err}"));
+        assert!(output.status.success(), "{PYTHON} failed to report its config");
+        let text = String::from_utf8(output.stdout).expect("UTF-8");
+        let [include, libdir, ldversion, python_home]: [String; 4] = text
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .try_into()
+            .expect("four lines of config");
+        Toolchain {
+            include,
+            libdir,
+            ldversion,
+            python_home,
+        }
+    })
 }
 
-fn build_programs() -> Built {
-    let (library, native_libs) = static_library();
-    let [include, libdir, ldversion, home] = python_config();
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let programs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_tests");
-    fs::create_dir_all(&programs).expect("tmpdir is writable");
+/// The static library and its native link flags, built once by `_cargo.py`
+/// in this test's target directory.
+fn static_library() -> &'static (PathBuf, Vec<String>) {
+    static LIBRARY: OnceLock<(PathBuf, Vec<String>)> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let target_dir = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{MANIFEST_DIR}/target"));
+        let output = Command::new(PYTHON)
+            .current_dir(MANIFEST_DIR)
+            .args([
+                "python/pyalloc/_cargo.py",
+                "Cargo.toml",
+                "--features",
+                FEATURES,
+                "--target-dir",
+            ])
+            .arg(&target_dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("python runs _cargo.py");
+        assert!(output.status.success(), "building the static library failed");
+        let report = String::from_utf8(output.stdout).expect("UTF-8");
+        let mut lines = report.lines();
+        let library = PathBuf::from(lines.next().expect("the archive's path"));
+        let flags = lines
+            .next()
+            .expect("the link flags")
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        (library, flags)
+    })
+}
+
+/// Where the compiled programs go.
+fn programs_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_tests");
+    fs::create_dir_all(&dir).expect("tmpdir is writable");
+    dir
+}
+
+fn compiler() -> cc::Tool {
     let target = env!("PYALLOC_BUILD_TARGET");
-    let compiler = cc::Build::new()
+    cc::Build::new()
         .target(target)
         .host(target)
         .opt_level(1)
         .debug(true)
         .cargo_metadata(false)
-        .get_compiler();
-    let variants = PROGRAMS
-        .iter()
-        .map(|name| (*name, name.to_string(), &[][..]))
-        .chain(ASAN_PROGRAMS.iter().map(|name| {
-            (
-                *name,
-                format!("{name}-asan"),
-                &["-fsanitize=address", "-fno-omit-frame-pointer"][..],
-            )
-        }));
-    for (source, output, extra_flags) in variants {
-        let mut command = compiler.to_command();
-        command
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread"])
-            .args(extra_flags)
-            .arg("-I")
-            .arg(manifest_dir.join("include"))
-            .arg("-I")
-            .arg(&include)
-            .arg(manifest_dir.join("c_tests").join(format!("{source}.c")))
-            .arg("-o")
-            .arg(programs.join(&output))
-            .arg(&library)
-            .arg(format!("-L{libdir}"))
-            .arg(format!("-lpython{ldversion}"))
-            .arg(format!("-Wl,-rpath,{libdir}"))
-            .args(&native_libs);
-        let status = command.status().expect("the C compiler runs");
+        .get_compiler()
+}
+
+/// Compiles `c_tests/<source>.c` against the library (once per flavour);
+/// `shared` makes a shared object instead of a program. Returns the output's
+/// path.
+fn compile(source: &str, flavour: Flavour, shared: bool) -> PathBuf {
+    static COMPILED: Mutex<Option<HashMap<(String, Flavour), PathBuf>>> = Mutex::new(None);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (source.to_owned(), flavour);
+    if let Some(path) = compiled.get_or_insert_with(HashMap::new).get(&key) {
+        return path.clone();
+    }
+    let (library, native_libs) = static_library();
+    let toolchain = toolchain();
+    let name = format!("{source}-{flavour:?}").to_lowercase();
+    let output = programs_dir().join(if shared {
+        format!("lib{name}.so")
+    } else {
+        name.clone()
+    });
+    let mut command = compiler().to_command();
+    command
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread"])
+        .args(["-DPYALLOC_DEMO", "-DPYALLOC_TESTING"])
+        .arg("-I")
+        .arg(Path::new(MANIFEST_DIR).join("include"))
+        .arg("-I")
+        .arg(&toolchain.include)
+        .arg(
+            Path::new(MANIFEST_DIR)
+                .join("c_tests")
+                .join(format!("{source}.c")),
+        )
+        .arg("-o")
+        .arg(&output)
+        .arg(library)
+        .arg(format!("-L{}", toolchain.libdir))
+        .arg(format!("-lpython{}", toolchain.ldversion))
+        .arg(format!("-Wl,-rpath,{}", toolchain.libdir))
+        .args(native_libs);
+    if shared {
+        // An extension module's link: its own copy of pyalloc, hidden.
+        command.args(["-shared", "-fPIC", "-Wl,--exclude-libs,ALL"]);
+    } else {
+        command.arg("-ldl");
+    }
+    if flavour == Flavour::AddressSanitizer {
+        command.args(["-fsanitize=address", "-fno-omit-frame-pointer"]);
+    }
+    let status = command.status().expect("the C compiler runs");
+    assert!(
+        status.success(),
+        "compiling c_tests/{source}.c failed: {command:?}"
+    );
+    if flavour == Flavour::AddressSanitizer {
+        let symbols = Command::new("nm")
+            .arg(&output)
+            .output()
+            .expect("nm (binutils) runs");
         assert!(
-            status.success(),
-            "compiling c_tests/{source}.c failed: {command:?}"
+            String::from_utf8_lossy(&symbols.stdout).contains("__asan_init"),
+            "{name} was not linked with AddressSanitizer"
         );
     }
-    Built {
-        programs,
-        python_home: home,
+    compiled
+        .get_or_insert_with(HashMap::new)
+        .insert(key, output.clone());
+    output
+}
+
+/// One run of one program.
+struct Run<'a> {
+    program: &'a str,
+    flavour: Flavour,
+    pythonmalloc: Option<&'a str>,
+    wrapper: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl<'a> Run<'a> {
+    fn new(program: &'a str) -> Self {
+        Run {
+            program,
+            flavour: Flavour::Plain,
+            pythonmalloc: None,
+            wrapper: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    fn pythonmalloc(mut self, mode: Option<&'a str>) -> Self {
+        self.pythonmalloc = mode;
+        self
+    }
+
+    fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn preload(self, allocator: &str) -> Self {
+        let library = common::preloaded_allocator(allocator);
+        self.env("LD_PRELOAD", &library)
+    }
+
+    /// AddressSanitizer, with every block a `malloc` block: PyMem's
+    /// (`PYTHONMALLOC=malloc`) and the private heap's.
+    fn asan(mut self) -> Self {
+        self.flavour = Flavour::AddressSanitizer;
+        self.pythonmalloc(Some("malloc"))
+            .env("PYALLOC_PRIVATE_HEAP", "system")
+            .env("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1")
+            .env("PYALLOC_TEST_OPS", "100")
+    }
+
+    /// Valgrind, with every block a `malloc` block (as `asan`), one log per
+    /// process in `log_dir` (the programs fork).
+    fn valgrind(mut self, log_dir: &Path) -> Self {
+        let _ = fs::remove_dir_all(log_dir);
+        fs::create_dir_all(log_dir).expect("writable");
+        self.wrapper = vec![
+            common::require("valgrind"),
+            "--error-exitcode=99".into(),
+            "--leak-check=full".into(),
+            "--errors-for-leak-kinds=none".into(),
+            format!("--log-file={}/%p.log", log_dir.display()),
+            format!("--suppressions={MANIFEST_DIR}/c_tests/valgrind-python.supp"),
+        ];
+        self.pythonmalloc(Some("malloc"))
+            .env("PYALLOC_PRIVATE_HEAP", "system")
+            .env("PYALLOC_TEST_OPS", "60")
+    }
+
+    /// Runs it; fails on a non-zero exit or a timeout, or when it ran no
+    /// case. Returns what it printed.
+    fn run(self) -> String {
+        let program = compile(self.program, self.flavour, false);
+        let tag = format!(
+            "{}-{}-{}",
+            program.file_name().unwrap().to_string_lossy(),
+            self.pythonmalloc.unwrap_or("default"),
+            self.env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+                .replace('/', "_")
+        );
+        let log_dir = programs_dir().join("logs");
+        fs::create_dir_all(&log_dir).expect("writable");
+        let stdout_path = log_dir.join(format!("{}.out", &tag[..tag.len().min(200)]));
+        let stderr_path = stdout_path.with_extension("err");
+        let mut command = match self.wrapper.split_first() {
+            Some((tool, args)) => {
+                let mut command = Command::new(tool);
+                command.args(args).arg(&program);
+                command
+            }
+            None => Command::new(&program),
+        };
+        command
+            .current_dir(programs_dir())
+            .env("PYTHONHOME", &toolchain().python_home)
+            .env("PYALLOC_TEST_PROGRAMS", programs_dir())
+            .env_remove("PYTHONMALLOC")
+            .env_remove("PYTHONPATH")
+            .env_remove("LD_PRELOAD")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout_path).expect("writable"))
+            .stderr(fs::File::create(&stderr_path).expect("writable"));
+        if let Some(mode) = self.pythonmalloc {
+            command.env("PYTHONMALLOC", mode);
+        }
+        let mut child = command.spawn().expect("the test program starts");
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait works") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = fs::read_to_string(&stdout_path).unwrap_or_default();
+        let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+        match status {
+            None => panic!("{tag}: timed out after {TIMEOUT:?} (deadlock?)\n{stdout}\n{stderr}"),
+            Some(status) if !status.success() => {
+                panic!("{tag}: exited with {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}")
+            }
+            Some(_) => {
+                print!("{stdout}");
+                assert!(stdout.contains("ok "), "{tag} ran no case");
+                stdout
+            }
+        }
     }
 }
 
-/// Runs one C test program, optionally under a wrapper (valgrind), with the
-/// given PYTHONMALLOC (None: the interpreter's default), and fails on a
-/// non-zero exit or a timeout. Returns what it printed.
-fn run(name: &str, pythonmalloc: Option<&str>, wrapper: &[&str], extra_env: &[(&str, &str)]) -> String {
-    let built = built();
-    let log_dir = built.programs.join("logs");
-    fs::create_dir_all(&log_dir).expect("writable");
-    let tag = format!("{name}-{}-{}", pythonmalloc.unwrap_or("default"), wrapper.len());
-    let stdout_path = log_dir.join(format!("{tag}.out"));
-    let stderr_path = log_dir.join(format!("{tag}.err"));
-    let program = built.programs.join(name);
-    let mut command = match wrapper.split_first() {
-        Some((tool, args)) => {
-            let mut command = Command::new(tool);
-            command.args(args).arg(&program);
-            command
-        }
-        None => Command::new(&program),
-    };
-    command
-        .env("PYTHONHOME", &built.python_home)
-        .env_remove("PYTHONMALLOC")
-        .env_remove("PYTHONPATH")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&stdout_path).expect("writable"))
-        .stderr(fs::File::create(&stderr_path).expect("writable"));
-    command.envs(extra_env.iter().copied());
-    if let Some(mode) = pythonmalloc {
-        command.env("PYTHONMALLOC", mode);
-    }
-    let mut child = command.spawn().expect("the test program starts");
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait works") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = fs::read_to_string(&stdout_path).unwrap_or_default();
-    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
-    match status {
-        None => panic!("{tag}: timed out after {TIMEOUT:?} (deadlock?)\n{stdout}\n{stderr}"),
-        Some(status) if !status.success() => {
-            panic!("{tag}: exited with {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}")
-        }
-        Some(_) => {
-            print!("{stdout}");
-            stdout
-        }
+/// The shared objects `copies` loads: twelve copies of pyalloc, each hidden
+/// in its own module, as extension modules carry them.
+fn build_copies() {
+    let built = compile("copy_module", Flavour::Plain, true);
+    for copy in 0..12 {
+        fs::copy(&built, programs_dir().join(format!("libcopy_{copy:02}.so"))).expect("writable");
     }
 }
 
-macro_rules! c_test {
-    ($test:ident, $program:literal, $mode:expr) => {
-        #[test]
-        fn $test() {
-            let printed = run($program, $mode, &[], &[]);
-            assert!(printed.contains("ok "), "{} ran no case", $program);
-        }
-    };
+/// Checks the logs of a valgrind run with `tests/support/valgrind_report.py`:
+/// no error, and no block that pyalloc's own code allocated lost.
+fn assert_valgrind_clean(log_dir: &Path) {
+    let logs: Vec<PathBuf> = fs::read_dir(log_dir)
+        .expect("logs are readable")
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    assert!(!logs.is_empty(), "valgrind wrote no log");
+    let output = Command::new(PYTHON)
+        .arg(Path::new(MANIFEST_DIR).join("tests/support/valgrind_report.py"))
+        .arg("--sources")
+        .arg(Path::new(MANIFEST_DIR).join("src"))
+        .args(&logs)
+        .output()
+        .expect("python runs valgrind_report.py");
+    assert!(
+        output.status.success(),
+        "valgrind found problems:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
 
-c_test!(exchange_default, "exchange", None);
-c_test!(exchange_debug_hooks, "exchange", Some("debug"));
-c_test!(exchange_malloc_debug, "exchange", Some("malloc_debug"));
-c_test!(lifecycle_default, "lifecycle", None);
-c_test!(lifecycle_debug_hooks, "lifecycle", Some("debug"));
-c_test!(lifecycle_malloc_debug, "lifecycle", Some("malloc_debug"));
-c_test!(subinterpreters_default, "subinterpreters", None);
-c_test!(subinterpreters_debug_hooks, "subinterpreters", Some("debug"));
-c_test!(
-    subinterpreters_malloc_debug,
-    "subinterpreters",
-    Some("malloc_debug")
-);
-c_test!(out_of_memory_default, "out_of_memory", None);
-c_test!(out_of_memory_debug_hooks, "out_of_memory", Some("debug"));
-c_test!(out_of_memory_malloc_debug, "out_of_memory", Some("malloc_debug"));
+const MODES: [Option<&str>; 3] = [None, Some("debug"), Some("malloc_debug")];
+
+#[test]
+fn exchange() {
+    for mode in MODES {
+        Run::new("exchange").pythonmalloc(mode).run();
+    }
+}
+
+#[test]
+fn lifecycle() {
+    for mode in MODES {
+        Run::new("lifecycle").pythonmalloc(mode).run();
+    }
+}
+
+#[test]
+fn subinterpreters() {
+    for mode in MODES {
+        Run::new("subinterpreters").pythonmalloc(mode).run();
+    }
+}
+
+#[test]
+fn out_of_memory() {
+    for mode in MODES {
+        Run::new("out_of_memory").pythonmalloc(mode).run();
+    }
+}
+
+#[test]
+fn asan() {
+    for program in ["exchange", "lifecycle", "subinterpreters", "foreign_blocks"] {
+        Run::new(program).asan().run();
+    }
+}
 
 /// Under valgrind with `PYTHONMALLOC=malloc`, so that it sees every block:
 /// no invalid read, write or free anywhere in the exchange, and no block
 /// that pyalloc allocated is definitely lost.
 #[test]
-fn exchange_valgrind() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("skipped: valgrind is not installed");
-        return;
-    }
-    let suppressions = format!(
-        "--suppressions={}/c_tests/valgrind-python.supp",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    // One log per process: the exchange forks.
-    let log_dir = built().programs.join("valgrind");
-    let _ = fs::remove_dir_all(&log_dir);
-    fs::create_dir_all(&log_dir).expect("writable");
-    let log_file = format!("--log-file={}/%p.log", log_dir.display());
-    let printed = run(
-        "exchange",
-        Some("malloc"),
-        &[
-            "valgrind",
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=none",
-            &log_file,
-            &suppressions,
-        ],
-        &[("PYALLOC_TEST_OPS", "60")],
-    );
+fn exchange_under_valgrind() {
+    let log_dir = programs_dir().join("valgrind-exchange");
+    let printed = Run::new("exchange").valgrind(&log_dir).run();
     assert!(printed.contains("ok fork_with_a_queued_block"));
-    let mut leaks = Vec::new();
-    for entry in fs::read_dir(&log_dir).expect("logs are readable").flatten() {
-        let log = fs::read_to_string(entry.path()).unwrap_or_default();
-        assert!(
-            log.contains("ERROR SUMMARY: 0 errors"),
-            "valgrind found errors:\n{log}"
-        );
-        leaks.extend(valgrind_records(&log).into_iter().filter(|record| {
-            record.contains("definitely lost in loss record") && allocated_by_pyalloc(record)
-        }));
-    }
-    assert!(
-        leaks.is_empty(),
-        "pyalloc's blocks leaked:\n{}",
-        leaks.join("\n\n")
-    );
+    assert_valgrind_clean(&log_dir);
 }
 
-/// Valgrind's messages, one string each (its records are separated by blank
-/// `==PID==` lines).
-fn valgrind_records(log: &str) -> Vec<String> {
-    let mut records = Vec::new();
-    let mut current: Vec<&str> = Vec::new();
-    for line in log.lines().filter(|line| line.starts_with("==")) {
-        let text = line.splitn(3, "==").nth(2).unwrap_or("").trim();
-        if text.is_empty() {
-            if !current.is_empty() {
-                records.push(current.join("\n"));
-                current.clear();
-            }
-        } else {
-            current.push(text);
+/// pyalloc reads these fields of `PyThreadState` itself: their offsets must
+/// be the interpreter's own.
+#[test]
+fn thread_state_layout() {
+    Run::new("layout").run();
+}
+
+/// 3.11's thread-state binding (`attached_3_11.rs`): a stale GILState slot is
+/// never taken for the GIL, and the documented blind spot is what it is.
+#[test]
+fn thread_states() {
+    for mode in [None, Some("debug")] {
+        Run::new("thread_states").pythonmalloc(mode).run();
+    }
+}
+
+/// Releases racing `Py_FinalizeEx` are never freed into the next interpreter.
+#[test]
+fn finalization() {
+    for mode in [None, Some("debug")] {
+        Run::new("finalization").pythonmalloc(mode).run();
+    }
+}
+
+/// C's own PyMem blocks of every small size through every entry point, under
+/// malloc replacements that return 8-aligned blocks, with CPython's own
+/// allocators and with `PYTHONMALLOC=malloc`.
+#[test]
+fn foreign_allocators() {
+    Run::new("foreign_blocks").run();
+    for allocator in ["jemalloc", "tcmalloc", "mimalloc"] {
+        for mode in [None, Some("malloc")] {
+            Run::new("foreign_blocks")
+                .preload(allocator)
+                .pythonmalloc(mode)
+                .run();
         }
     }
-    if !current.is_empty() {
-        records.push(current.join("\n"));
-    }
-    records
 }
 
-/// Whether a leak record's block was allocated by pyalloc's Rust code: the
-/// first frame past the allocators (malloc, PyMem, Rust's allocation
-/// plumbing in `library/`) is in one of `src/*.rs`.
-fn allocated_by_pyalloc(record: &str) -> bool {
-    const PASS_THROUGH: [&str; 12] = [
-        "malloc",
-        "calloc",
-        "realloc",
-        "posix_memalign",
-        "PyMem_",
-        "_PyMem_",
-        "PyObject_Malloc",
-        "__rust_",
-        "__rdl_",
-        "alloc::",
-        "core::",
-        "std::",
-    ];
-    let sources: Vec<String> = fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
-        .expect("src/ is readable")
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .collect();
-    for frame in record.lines().skip(1) {
-        let Some((_, function)) = frame.split_once(": ") else {
-            continue;
-        };
-        let function = function.trim_start_matches('<');
-        if PASS_THROUGH.iter().any(|name| function.starts_with(name)) || function.contains("(library/") {
-            continue;
+/// A `PyMem_SetAllocator` hook that adds a header, as profilers do: 8 bytes
+/// (C's blocks are 8 mod 16) and 16 (half of them are 16 mod 32, where
+/// pyalloc reads the hook's header as it classifies them).
+#[test]
+fn header_adding_pymem_hook() {
+    for header in ["8", "16"] {
+        for mode in [None, Some("debug"), Some("malloc")] {
+            Run::new("foreign_blocks")
+                .pythonmalloc(mode)
+                .env("PYALLOC_TEST_HOOK", header)
+                .run();
         }
-        let source = function
-            .rsplit_once('(')
-            .and_then(|(_, place)| place.split_once(':'))
-            .map(|(file, _)| file);
-        return source.is_some_and(|file| sources.iter().any(|ours| ours == file));
     }
-    false
 }
 
-/// AddressSanitizer on the C side: the programs are instrumented (checked
-/// with nm), and with `PYTHONMALLOC=malloc` every block of libpython and of
-/// the Rust library goes through ASan's malloc and free as well.
-fn run_asan(name: &str) {
-    let asan_name = format!("{name}-asan");
-    let program = built().programs.join(&asan_name);
-    let symbols = Command::new("nm").arg(&program).output().expect("nm runs");
-    assert!(
-        String::from_utf8_lossy(&symbols.stdout).contains("__asan_init"),
-        "{asan_name} was not linked with AddressSanitizer"
-    );
-    let printed = run(
-        &asan_name,
-        Some("malloc"),
-        &[],
-        &[
-            ("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1"),
-            ("PYALLOC_TEST_OPS", "100"),
-        ],
-    );
-    assert!(printed.contains("ok "), "{asan_name} ran no case");
-}
-
+/// Two copies of pyalloc in one process (two extension modules) agree on
+/// which blocks are private and release each other's.
 #[test]
-fn exchange_asan() {
-    run_asan("exchange");
+fn copies_in_one_process() {
+    build_copies();
+    for mode in [None, Some("debug")] {
+        Run::new("copies").pythonmalloc(mode).run();
+    }
 }
 
+/// Allocation in thread-exit destructors that run after mimalloc's own.
 #[test]
-fn lifecycle_asan() {
-    run_asan("lifecycle");
-}
-
-#[test]
-fn subinterpreters_asan() {
-    run_asan("subinterpreters");
+fn thread_exit() {
+    Run::new("thread_exit").run();
 }

@@ -13,6 +13,10 @@ use std::sync::Mutex;
 
 use pyo3_ffi as ffi;
 
+#[cfg(not(feature = "global-allocator"))]
+#[global_allocator]
+static GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;
+
 extern "C" {
     fn atexit(handler: extern "C" fn()) -> i32;
     fn _exit(status: i32) -> !;
@@ -69,8 +73,9 @@ fn main() {
     assert!(pyalloc::holds_main_gil());
     MAIN_THREAD_CACHE.with(|cache| cache.borrow_mut().extend_from_slice(&[1u8; 300]));
     GLOBAL_CACHE.lock().expect("not poisoned").push(vec![2u8; 300]);
-    let pymem = MAIN_THREAD_CACHE.with(|cache| pyalloc::pyalloc_is_pymem(cache.borrow().as_ptr().cast()))
-        && pyalloc::pyalloc_is_pymem(GLOBAL_CACHE.lock().expect("not poisoned")[0].as_ptr().cast());
+    // SAFETY: both are live blocks of PyAlloc.
+    let pymem = MAIN_THREAD_CACHE.with(|cache| unsafe { pyalloc::is_pymem(cache.borrow().as_ptr()) })
+        && unsafe { pyalloc::is_pymem(GLOBAL_CACHE.lock().expect("not poisoned")[0].as_ptr()) };
     assert!(pymem, "both caches were filled on the PyMem heap");
     pyalloc::collect();
     // SAFETY: the GIL is held by this thread, which initialised Python.

@@ -527,16 +527,9 @@ fn stress_child(seed: u64, ops: usize, wrapper: &[&str], vars: &[(&str, &str)]) 
     command
 }
 
-fn is_stress_child() -> bool {
-    env::var_os("PYALLOC_STRESS_CHILD").is_some()
-}
-
 /// The same seed again in a child process under the debug hooks.
 #[test]
 fn stress_under_debug_hooks() {
-    if is_stress_child() {
-        return;
-    }
     let seed = seed();
     for mode in ["debug", "malloc_debug"] {
         let status = stress_child(seed, (ops() / 2).max(1), &[], &[("PYTHONMALLOC", mode)])
@@ -549,17 +542,12 @@ fn stress_under_debug_hooks() {
     }
 }
 
-/// A short run of the same seed under valgrind with `PYTHONMALLOC=malloc`:
-/// no invalid read, write or free across threads, families and hand-offs.
+/// A short run of the same seed under valgrind with every block a `malloc`
+/// block (`PYTHONMALLOC=malloc`, `PYALLOC_PRIVATE_HEAP=system`): no invalid
+/// read, write or free across threads, families and hand-offs.
 #[test]
 fn stress_under_valgrind() {
-    if is_stress_child() {
-        return;
-    }
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("skipped: valgrind is not installed");
-        return;
-    }
+    let valgrind = common::require("valgrind");
     let seed = seed();
     let suppressions = format!(
         "--suppressions={}/c_tests/valgrind-python.supp",
@@ -569,13 +557,17 @@ fn stress_under_valgrind() {
         seed,
         300,
         &[
-            "valgrind",
+            &valgrind,
             "--quiet",
             "--error-exitcode=99",
             "--leak-check=no",
             &suppressions,
         ],
-        &[("PYTHONMALLOC", "malloc"), ("PYALLOC_STRESS_MAX_SIZE", "65536")],
+        &[
+            ("PYTHONMALLOC", "malloc"),
+            ("PYALLOC_PRIVATE_HEAP", "system"),
+            ("PYALLOC_STRESS_MAX_SIZE", "65536"),
+        ],
     )
     .status()
     .expect("valgrind runs");
@@ -585,25 +577,21 @@ fn stress_under_valgrind() {
     );
 }
 
-/// The same seed with AddressSanitizer's runtime preloaded and
-/// `PYTHONMALLOC=malloc`: every block the system allocator hands out (the
-/// private family, and libpython's) has redzones, and any invalid or double
-/// free is fatal. (Stable Rust cannot instrument its own code; the C tests'
-/// ASan builds cover the C side.)
+/// The same seed with AddressSanitizer's runtime preloaded and every block a
+/// `malloc` block: each has redzones, and any invalid or double free is
+/// fatal. (Stable Rust cannot instrument its own code; the C tests' ASan
+/// builds cover the C side.)
 #[test]
 fn stress_under_asan() {
-    if is_stress_child() {
-        return;
-    }
     let runtime = Command::new("cc")
         .arg("-print-file-name=libasan.so")
         .output()
         .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
         .unwrap_or_default();
-    if !std::path::Path::new(&runtime).is_absolute() {
-        eprintln!("skipped: the C compiler has no libasan.so");
-        return;
-    }
+    assert!(
+        std::path::Path::new(&runtime).is_absolute(),
+        "AddressSanitizer's runtime (libasan.so of the C compiler, gcc's libasan8) is required by this test and was not found"
+    );
     let seed = seed();
     let output = stress_child(
         seed,
@@ -613,6 +601,7 @@ fn stress_under_asan() {
             ("LD_PRELOAD", &runtime),
             ("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1:verbosity=1"),
             ("PYTHONMALLOC", "malloc"),
+            ("PYALLOC_PRIVATE_HEAP", "system"),
         ],
     )
     .output()
@@ -624,4 +613,26 @@ fn stress_under_asan() {
         "stress under ASan failed (PYALLOC_STRESS_SEED={seed}):\n{}",
         &stderr[stderr.len().saturating_sub(4000)..]
     );
+}
+
+/// The same seed with jemalloc, tcmalloc and mimalloc preloaded (they return
+/// 8-aligned blocks of 8 bytes or less), with CPython's own allocators and
+/// with `PYTHONMALLOC=malloc`.
+#[test]
+fn stress_under_foreign_allocators() {
+    let seed = seed();
+    for allocator in ["jemalloc", "tcmalloc", "mimalloc"] {
+        let library = common::preloaded_allocator(allocator);
+        for mode in [None, Some("malloc")] {
+            let mut vars = vec![("LD_PRELOAD", library.as_str())];
+            vars.extend(mode.map(|mode| ("PYTHONMALLOC", mode)));
+            let status = stress_child(seed, (ops() / 4).max(1), &[], &vars)
+                .status()
+                .expect("the test binary runs");
+            assert!(
+                status.success(),
+                "stress with {allocator} preloaded, PYTHONMALLOC={mode:?}, failed (PYALLOC_STRESS_SEED={seed})"
+            );
+        }
+    }
 }

@@ -19,9 +19,10 @@ extension that calls into a Rust static library needs the opposite. In your
     )
 
 The crate is a ``staticlib`` (``[lib] crate-type = ["staticlib"]``) that
-depends on ``pyalloc = "0.1"``, which installs ``pyalloc::PyAlloc`` as its
-global allocator (or declares it itself with ``default-features = false``).
-``build_ext`` builds it with cargo inside the build step for the running
+depends on ``pyalloc = "0.1"``. ``build_ext`` turns on pyalloc's
+``global-allocator`` feature for it, so ``pyalloc::PyAlloc`` becomes its
+global allocator (the crate must not declare one itself; pass
+``pyalloc_global_allocator=False`` to keep its own). ``build_ext`` builds it with cargo inside the build step for the running
 interpreter, takes the archive and its native link flags from cargo's JSON
 messages, links it in with Rust's symbols hidden from the module's dynamic
 symbol table, and puts ``pyalloc.h``, the crate's ``include/`` directory and
@@ -37,14 +38,13 @@ Environment: ``CARGO`` (the cargo to run), ``CARGO_TARGET_DIR`` (default:
 ``target/python-<SOABI>`` next to the crate), ``PYALLOC_BUILD_PROFILE``
 (``release``, the default, or ``debug``; ``build_ext --debug`` means debug).
 
-This module needs only the standard library and setuptools, so a ``setup.py``
-may also load it from a pyalloc checkout by path.
+This module needs only the standard library and setuptools (and its sibling
+``_cargo.py``), so a ``setup.py`` may also load it from a pyalloc checkout by
+path.
 """
 
-import json
+import importlib.util
 import os
-import shutil
-import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -53,11 +53,20 @@ from setuptools import Extension
 from setuptools.command.build_ext import build_ext as _build_ext
 from setuptools.errors import CompileError, PlatformError
 
+try:
+    from . import _cargo
+except ImportError:  # loaded by path from a pyalloc checkout, outside its package
+    _spec = importlib.util.spec_from_file_location("_pyalloc_cargo", Path(__file__).with_name("_cargo.py"))
+    _cargo = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_cargo)
+
 __all__ = ["RustStaticExtension", "build_ext"]
 
 # Symbols every Rust static library carries; two archives that both define
 # them cannot be linked into one module.
 _RUST_MARKERS = (b"rust_eh_personality", b"__rust_alloc_error_handler")
+# pyalloc's feature that installs PyAlloc as the crate's global allocator.
+GLOBAL_ALLOCATOR_FEATURE = "pyalloc/global-allocator"
 
 
 def pyalloc_crate_dir():
@@ -74,35 +83,24 @@ def pyalloc_crate_dir():
     )
 
 
-def find_cargo():
-    cargo = os.environ.get("CARGO") or shutil.which("cargo")
-    if not cargo:
-        raise PlatformError(
-            "cargo was not found: install Rust (https://rustup.rs) or set CARGO to the cargo executable"
-        )
-    return cargo
-
-
-def _run_cargo(command, env=None):
-    try:
-        return subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=False)
-    except OSError as error:
-        raise PlatformError(f"could not run cargo ({command[0]}): {error}") from error
-
-
 def check_crate(manifest):
     """Checks with `cargo metadata` that the crate builds a static library
     and depends on pyalloc; returns its name."""
-    process = _run_cargo(
-        [find_cargo(), "metadata", "--no-deps", "--format-version", "1", "--manifest-path", str(manifest)]
-    )
+    import json
+
+    try:
+        process = _cargo.run_cargo(
+            [_cargo.find_cargo(), "metadata", "--no-deps", "--format-version", "1", "--manifest-path", str(manifest)]
+        )
+    except _cargo.CargoError as error:
+        raise PlatformError(str(error)) from None
     if process.returncode != 0:
-        raise CompileError(f"cargo failed to read the crate at {manifest} (its error is above): fix its Cargo.toml")
+        raise CompileError(f"cargo could not read {manifest}: fix the error it printed above")
     package = next(
         (p for p in json.loads(process.stdout)["packages"] if Path(p["manifest_path"]) == Path(manifest)), None
     )
     if package is None:
-        raise CompileError(f"{manifest} is not a package's Cargo.toml (a workspace root?): name the crate's own")
+        raise CompileError(f"{manifest} is a workspace root, not a package: pass the crate's own Cargo.toml")
     library = next((t for t in package["targets"] if "lib" in t["kind"] or "staticlib" in t["kind"]), None)
     if library is None or "staticlib" not in library["crate_types"]:
         raise CompileError(
@@ -117,67 +115,21 @@ def check_crate(manifest):
     return package["name"]
 
 
-def build_static_library(manifest, release, target_dir, name, patch_pyalloc=True):
+def build_static_library(manifest, release, target_dir, name, features=(), patch_pyalloc=True):
     """Builds the crate `name` at `manifest` as a static library for the
-    running interpreter. Returns the archive's path, its native link flags,
-    and the include directories: pyalloc's, and the crate's own `include/`
-    and build-script `OUT_DIR` where they exist."""
-    manifest = Path(manifest).resolve()
-    command = [
-        find_cargo(), "rustc", "--lib", "--crate-type", "staticlib",
-        "--manifest-path", str(manifest), "--message-format=json",
-    ]
-    if patch_pyalloc:
-        crate = pyalloc_crate_dir()
-        # A TOML basic string; JSON's escapes are TOML's as long as non-ASCII
-        # characters stay themselves (JSON would write surrogate pairs).
-        command += ["--config", f"patch.crates-io.pyalloc.path={json.dumps(str(crate), ensure_ascii=False)}"]
-    if release:
-        command.append("--release")
-    command += ["--", "--print", "native-static-libs"]
-    env = dict(os.environ)
-    # The library must be built for the interpreter that runs this build.
-    env["PYO3_PYTHON"] = sys.executable
-    env.setdefault("CARGO_TARGET_DIR", str(target_dir))
-    print(f"building the Rust static library of {name}: " + " ".join(command), flush=True)
-    process = _run_cargo(command, env)
-
-    library = None
-    native_libs = None
-    package_id = None
-    out_dirs = {}
-    include_dirs = []
-    for line in process.stdout.splitlines():
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        reason = message.get("reason")
-        if reason == "compiler-artifact" and Path(message["manifest_path"]) == manifest:
-            package_id = message["package_id"]
-            if "staticlib" in message["target"]["crate_types"]:
-                library = next((name for name in message["filenames"] if name.endswith((".a", ".lib"))), None)
-        elif reason == "compiler-artifact" and message["target"]["name"] == "pyalloc":
-            include_dirs.append(str(Path(message["manifest_path"]).parent / "include"))
-        elif reason == "build-script-executed":
-            out_dirs[message["package_id"]] = message["out_dir"]
-        elif reason == "compiler-message":
-            rendered = message["message"].get("rendered") or ""
-            if "native-static-libs:" in rendered:
-                native_libs = rendered.split("native-static-libs:", 1)[1].split()
-            elif "Link against the following native artifacts" not in rendered:
-                sys.stderr.write(rendered)
-    if process.returncode != 0:
-        raise CompileError(
-            f"cargo failed to build the static library of {name} (its errors are above); "
-            "fix them, or update Rust with `rustup update`"
+    running interpreter (see `_cargo.build_static_library`), turning cargo's
+    failures into setuptools' CompileError."""
+    try:
+        return _cargo.build_static_library(
+            manifest,
+            release=release,
+            target_dir=target_dir,
+            name=name,
+            features=features,
+            patch_pyalloc=pyalloc_crate_dir() if patch_pyalloc else None,
         )
-    if library is None or native_libs is None:
-        raise CompileError(f"cargo built {name} but did not report the static library and its link flags")
-    for own in (manifest.parent / "include", out_dirs.get(package_id)):
-        if own is not None and Path(own).is_dir() and str(own) not in include_dirs:
-            include_dirs.append(str(own))
-    return Path(library), native_libs, include_dirs
+    except _cargo.CargoError as error:
+        raise CompileError(str(error)) from None
 
 
 def default_target_dir(root):
@@ -234,11 +186,15 @@ def link_static_library(extension, library, native_libs, include_dirs=()):
 class RustStaticExtension(Extension):
     """A C extension linked with one cargo crate's static library.
 
-    `cargo_manifest` is the path of the crate's ``Cargo.toml``, relative to
-    the directory of ``setup.py``.
+    `cargo_manifest` is the path of the crate's ``Cargo.toml`` (or of its
+    directory), relative to the directory of ``setup.py``. With
+    `pyalloc_global_allocator` (the default) the crate gets pyalloc's
+    `global-allocator` feature, which makes `pyalloc::PyAlloc` its global
+    allocator; pass False to keep the crate's own, and every hand-off
+    between Rust and C becomes a copy.
     """
 
-    def __init__(self, name, sources, *args, cargo_manifest, **kwargs):
+    def __init__(self, name, sources, *args, cargo_manifest, pyalloc_global_allocator=True, **kwargs):
         if not isinstance(cargo_manifest, (str, os.PathLike)):
             raise TypeError(
                 "cargo_manifest is the path of one Cargo.toml: link one crate per extension "
@@ -246,6 +202,18 @@ class RustStaticExtension(Extension):
             )
         super().__init__(name, sources, *args, **kwargs)
         self.cargo_manifest = os.fspath(cargo_manifest)
+        self.pyalloc_global_allocator = pyalloc_global_allocator
+
+
+def resolve_manifest(extension):
+    """The crate's Cargo.toml: the path given, or the Cargo.toml in the
+    directory given."""
+    manifest = Path(extension.cargo_manifest).resolve()
+    if manifest.is_dir():
+        manifest = manifest / "Cargo.toml"
+    if not manifest.is_file():
+        raise PlatformError(f"{extension.name}: cargo_manifest {manifest} does not exist: give the crate's Cargo.toml")
+    return manifest
 
 
 class build_ext(_build_ext):
@@ -257,13 +225,21 @@ class build_ext(_build_ext):
         for extension in self.extensions:
             if not isinstance(extension, RustStaticExtension):
                 continue
-            manifest = Path(extension.cargo_manifest).resolve()
-            if not manifest.is_file():
-                raise PlatformError(f"{extension.name}: cargo_manifest {manifest} does not exist")
+            manifest = resolve_manifest(extension)
             refuse_a_second_rust_library(extension)
-            if manifest not in built:
+            features = [GLOBAL_ALLOCATOR_FEATURE] if extension.pyalloc_global_allocator else []
+            key = (manifest, tuple(features))
+            if key not in built:
                 name = check_crate(manifest)
-                built[manifest] = build_static_library(manifest, release, default_target_dir(manifest.parent), name)
-            link_static_library(extension, *built[manifest])
-            extension._pyalloc_rust_library = str(built[manifest][0])
+                if not features:
+                    print(
+                        f"warning: {extension.name} links pyalloc's C API without PyAlloc as its global "
+                        "allocator: every hand-off between Rust and C is a copy",
+                        file=sys.stderr,
+                    )
+                built[key] = build_static_library(
+                    manifest, release, default_target_dir(manifest.parent), name, features
+                )
+            link_static_library(extension, *built[key])
+            extension._pyalloc_rust_library = str(built[key][0])
         super().run()

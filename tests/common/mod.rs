@@ -4,11 +4,20 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
 
 use pyo3_ffi as ffi;
+
+/// Every test binary runs on `PyAlloc`, as a user's program would: the
+/// harness's own allocations exercise it too. (With pyalloc's
+/// `global-allocator` feature the library declares it instead.)
+#[cfg(not(feature = "global-allocator"))]
+#[global_allocator]
+static GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -86,11 +95,6 @@ pub struct Serial(#[allow(dead_code)] MutexGuard<'static, ()>);
 impl Drop for Serial {
     fn drop(&mut self) {
         if !thread::panicking() {
-            // A drain the test scheduled with Py_AddPendingCall runs now, so
-            // the next test can schedule its own.
-            // SAFETY: on the main thread with the GIL held.
-            let status = on_main_thread(|| unsafe { ffi::Py_MakePendingCalls() });
-            assert_eq!(status, 0, "pending calls ran");
             with_gil(pyalloc::collect);
             let stats = pyalloc::stats();
             assert_eq!(
@@ -108,5 +112,39 @@ pub fn serial() -> Serial {
 
 /// Whether C could `PyMem_Free` this block.
 pub fn is_pymem<T: ?Sized>(block: *const T) -> bool {
-    pyalloc::pyalloc_is_pymem(block.cast())
+    // SAFETY: the tests pass live blocks of PyAlloc, the C API or PyMem.
+    unsafe { pyalloc::is_pymem(block) }
+}
+
+/// A tool a test cannot run without: its path, or a failure naming it.
+pub fn require(tool: &str) -> String {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|| {
+            panic!("{tool} is required by this test and was not found (scripts/test.sh installs it)")
+        })
+}
+
+/// The malloc replacement the foreign-allocator runs preload: Debian's
+/// libjemalloc2, libtcmalloc-minimal4 or libmimalloc2.0, or a failure
+/// naming the package.
+pub fn preloaded_allocator(name: &str) -> String {
+    let (package, candidates): (&str, &[&str]) = match name {
+        "jemalloc" => ("libjemalloc2", &["libjemalloc.so.2"]),
+        "tcmalloc" => ("libtcmalloc-minimal4", &["libtcmalloc_minimal.so.4"]),
+        "mimalloc" => ("libmimalloc2.0", &["libmimalloc.so.2", "libmimalloc.so.2.0"]),
+        other => panic!("no such allocator: {other}"),
+    };
+    candidates
+        .iter()
+        .map(|file| Path::new("/usr/lib/x86_64-linux-gnu").join(file))
+        .find(|path| path.exists())
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|| {
+            panic!("{package} is required by this test and was not found (scripts/test.sh installs it)")
+        })
 }

@@ -1,0 +1,92 @@
+//! CPython 3.11: which thread state the calling thread holds the GIL with.
+//!
+//! `_PyThreadState_UncheckedGet()` is the GIL holder of the whole process, not
+//! the caller's. The caller holds the GIL exactly when that holder is its own
+//! thread state, and 3.11 records a state's thread in two places, neither of
+//! them exact on its own:
+//!
+//! - `PyGILState_GetThisThreadState()`: the state the GILState API bound to
+//!   this OS thread. A state deleted from another thread leaves its address
+//!   here, where a new state can reuse it.
+//! - `tstate->thread_id`: the thread that *created* the state. A new state
+//!   at a reused address was created by another thread, so checking both
+//!   rejects the stale slot.
+//!
+//! Neither records which thread *attached* a state: `PyThreadState_New` on a
+//! thread that has no state binds the new state to the creating thread
+//! (changed in 3.12, gh-59956), so if another thread then attaches it, the
+//! creating thread is taken for the holder. pyalloc states this as a
+//! precondition (README, `pyalloc.h`), as CPython's own `PyGILState_Check`
+//! shares the same blind spot.
+
+use core::ffi::{c_int, c_ulong, c_void};
+
+use pyo3_ffi::PyThreadState;
+
+extern "C" {
+    fn _PyThreadState_UncheckedGet() -> *mut PyThreadState;
+    fn PyGILState_GetThisThreadState() -> *mut PyThreadState;
+    fn pthread_self() -> c_ulong;
+}
+
+/// CPython 3.11's `struct _ts` up to `thread_id` (`Include/cpython/pystate.h`);
+/// `c_tests/layout.c` checks the offset against the interpreter's header.
+#[repr(C)]
+pub(crate) struct ThreadState311 {
+    prev: *mut c_void,
+    next: *mut c_void,
+    interp: *mut c_void,
+    initialized: c_int,
+    is_static: c_int,
+    recursion_remaining: c_int,
+    recursion_limit: c_int,
+    recursion_headroom: c_int,
+    tracing: c_int,
+    tracing_what: c_int,
+    cframe: *mut c_void,
+    c_profilefunc: *mut c_void,
+    c_tracefunc: *mut c_void,
+    c_profileobj: *mut c_void,
+    c_traceobj: *mut c_void,
+    curexc_type: *mut c_void,
+    curexc_value: *mut c_void,
+    curexc_traceback: *mut c_void,
+    exc_info: *mut c_void,
+    dict: *mut c_void,
+    gilstate_counter: c_int,
+    async_exc: *mut c_void,
+    /// `PyThread_get_thread_ident()` of the creating thread: `pthread_self()`.
+    thread_id: c_ulong,
+}
+
+/// The offset of `thread_id` in 3.11's `struct _ts`, for the layout test.
+#[cfg(feature = "testing")]
+pub(crate) const THREAD_ID_OFFSET: usize = core::mem::offset_of!(ThreadState311, thread_id);
+
+/// The thread state the calling thread holds the GIL with, or NULL.
+#[inline]
+pub(super) fn thread_state() -> *mut PyThreadState {
+    // SAFETY: an atomic read of the runtime's current thread state; needs
+    // neither the GIL nor an initialised interpreter.
+    let holder = unsafe { _PyThreadState_UncheckedGet() };
+    if holder.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: reads a TSS key, NULL before the GILState API is initialised;
+    // needs neither the GIL nor an initialised interpreter.
+    if holder != unsafe { PyGILState_GetThisThreadState() } {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `holder` is the GIL holder's thread state, allocated by
+    // PyMem_RawMalloc and alive while it holds the GIL. If its thread
+    // released the GIL and deleted it since the read above, the field is
+    // still readable malloc memory (a state is never unmapped at this
+    // size) and holds another thread's id, so the answer is "no" either way.
+    let creator = unsafe { (*holder.cast::<ThreadState311>()).thread_id };
+    // SAFETY: pthread_self only reads the thread pointer.
+    if creator == unsafe { pthread_self() } {
+        holder
+    } else {
+        core::ptr::null_mut()
+    }
+}

@@ -1,0 +1,124 @@
+//! The CPython-version shims. On every allocation pyalloc asks the
+//! interpreter one question: which interpreter, if any, is the calling thread
+//! attached to (holding its GIL; in a free-threaded build, attached)? Each
+//! CPython version answers it differently, and every version-specific line is
+//! in this folder: `attached_3_11.rs`, `attached_3_12.rs`,
+//! `attached_3_13.rs` (3.13 and newer, free-threaded builds too), chosen by
+//! the cfgs that `build.rs` derives from pyo3-ffi's interpreter config.
+//!
+//! A false "attached to the main interpreter" would call `PyMem_*` without
+//! the GIL and corrupt the heap; a false "not attached" only sends a block to
+//! the private family. So every answer here errs towards "not attached".
+
+use core::ffi::c_int;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
+
+use pyo3_ffi::{PyInterpreterState, PyThreadState};
+
+#[cfg_attr(not(pyalloc_py312), path = "attached_3_11.rs")]
+#[cfg_attr(all(pyalloc_py312, not(pyalloc_py313)), path = "attached_3_12.rs")]
+#[cfg_attr(pyalloc_py313, path = "attached_3_13.rs")]
+mod attached;
+
+extern "C" {
+    fn PyInterpreterState_Main() -> *mut PyInterpreterState;
+    #[cfg(pyalloc_py314)]
+    fn PyThreadState_GetInterpreter(tstate: *mut PyThreadState) -> *mut PyInterpreterState;
+    fn Py_AtExit(func: extern "C" fn()) -> c_int;
+}
+
+/// The interpreter the calling thread is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interpreter {
+    /// None: the GIL is released, the thread never had a thread state, or
+    /// there is no interpreter (before `Py_Initialize`, after `Py_FinalizeEx`).
+    None,
+    /// The main interpreter: `PyMem_*` reaches the main heap.
+    Main,
+    /// A subinterpreter, whose heap may be its own (3.12+, own obmalloc).
+    Other,
+}
+
+/// Which interpreter the calling thread is attached to. Never uses
+/// `PyGILState_Check`, which answers 1 before `Py_Initialize` and, once a
+/// subinterpreter has existed, on every thread.
+#[inline]
+pub(crate) fn attached_interpreter() -> Interpreter {
+    let tstate = attached::thread_state();
+    if tstate.is_null() {
+        Interpreter::None
+    } else if interpreter_of(tstate) == main_interpreter() {
+        Interpreter::Main
+    } else {
+        Interpreter::Other
+    }
+}
+
+/// The leading fields of CPython's `struct _ts` (`Include/cpython/pystate.h`:
+/// `prev`, `next`, `interp`), the same from 3.11 to 3.13; `c_tests/layout.c`
+/// checks the offset against each interpreter's own header. Reading `interp`
+/// directly saves a call on every allocation.
+#[cfg(not(pyalloc_py314))]
+#[repr(C)]
+struct ThreadStateHead {
+    prev: *mut PyThreadState,
+    next: *mut PyThreadState,
+    interp: *mut PyInterpreterState,
+}
+
+/// The offsets pyalloc reads, for the layout test (`pyalloc_testing_layout`).
+#[cfg(all(feature = "testing", not(pyalloc_py314)))]
+pub(crate) const INTERP_OFFSET: usize = core::mem::offset_of!(ThreadStateHead, interp);
+#[cfg(all(feature = "testing", pyalloc_py314))]
+pub(crate) const INTERP_OFFSET: usize = 0;
+#[cfg(all(feature = "testing", not(pyalloc_py312)))]
+pub(crate) use attached::THREAD_ID_OFFSET;
+#[cfg(all(feature = "testing", pyalloc_py312))]
+pub(crate) const THREAD_ID_OFFSET: usize = 0;
+
+#[cfg(not(pyalloc_py314))]
+#[inline]
+fn interpreter_of(tstate: *mut PyThreadState) -> *mut PyInterpreterState {
+    // SAFETY: `tstate` is the calling thread's attached thread state (see
+    // `attached::thread_state`), alive while it stays attached, and its
+    // layout begins with `ThreadStateHead` on 3.11-3.13.
+    unsafe { (*tstate.cast::<ThreadStateHead>()).interp }
+}
+
+/// 3.14 and newer can only be compiled here, not run: ask through the public
+/// function rather than trust a layout that cannot be checked.
+#[cfg(pyalloc_py314)]
+#[inline]
+fn interpreter_of(tstate: *mut PyThreadState) -> *mut PyInterpreterState {
+    // SAFETY: `tstate` is the calling thread's attached thread state; the
+    // function only reads its `interp` field.
+    unsafe { PyThreadState_GetInterpreter(tstate) }
+}
+
+/// The main interpreter. From 3.11 it is a static inside `_PyRuntime`
+/// (`_main_interpreter`), so its address never changes, not even across
+/// `Py_FinalizeEx` and a new `Py_Initialize`: cached once known.
+#[inline]
+fn main_interpreter() -> *mut PyInterpreterState {
+    static MAIN: AtomicPtr<PyInterpreterState> = AtomicPtr::new(ptr::null_mut());
+    let cached = MAIN.load(Relaxed);
+    if !cached.is_null() {
+        return cached;
+    }
+    // SAFETY: only reads the runtime's pointer; callable at any time.
+    let main = unsafe { PyInterpreterState_Main() };
+    MAIN.store(main, Relaxed);
+    main
+}
+
+/// Registers `func` to run at the end of `Py_FinalizeEx`; false when
+/// CPython's table of such functions (32 entries) is full.
+///
+/// Only a thread attached to the main interpreter may call it: that
+/// serialises it with every other `Py_AtExit` caller on 3.11 (3.12+ lock).
+pub(crate) fn at_exit(func: extern "C" fn()) -> bool {
+    // SAFETY: as documented above, the caller is attached to the main
+    // interpreter; `func` is a plain function that lives for the process.
+    unsafe { Py_AtExit(func) == 0 }
+}

@@ -1,0 +1,341 @@
+//! The private heap: blocks made where PyMem may not be used (GIL released,
+//! Rust or C worker threads, no interpreter yet or any more,
+//! subinterpreters), and how any pointer is recognised as one, exactly,
+//! whatever allocator or hook serves PyMem.
+//!
+//! A private block carries proof of its family in the 16 bytes before it:
+//!
+//! ```text
+//!   backend block: [ 0 or 16 unused | owner word | check word | user bytes... ]
+//!                                                             ^ p, 16 mod 32
+//!   owner word (p - 16): address of the owning copy's `Owner` | its flag bits
+//!   check word (p -  8): cookie ^ p ^ owner word
+//! ```
+//!
+//! A pointer is private exactly when it is 16 mod 32 and its check word
+//! matches; everything else is a PyMem block. The words are read only for
+//! addresses that are 16 mod 32, never page-aligned, so they lie on the
+//! block's own mapped page whatever allocator made it; a foreign block passes
+//! only if the 8 bytes before it happen to equal `cookie ^ p ^ owner`, a
+//! 2^-64 event for data not written by someone who has read the cookie out
+//! of the heap. The check word is cleared before a block is freed or
+//! resized, so freed memory never keeps a valid mark.
+//!
+//! Each copy of pyalloc in a process (one per extension module) has its own
+//! backend heap, so a block is released by the copy that made it: the owner
+//! word points at that copy's `Owner`, whose functions this copy calls. The
+//! layout of the two words, of `Owner`, and the cookie (`cookie.rs`) are the
+//! cross-copy ABI, version 1: later releases must keep them.
+
+mod cookie;
+#[cfg(feature = "mimalloc")]
+mod mimalloc;
+mod system;
+
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering::Acquire, Ordering::Release};
+
+use crate::stats::{self, Hot};
+use crate::sys;
+
+/// The bytes a backend block holds beyond the user's: the two words and up
+/// to 16 bytes to reach 16 mod 32.
+const SLACK: usize = 32;
+/// Owner-word flags (this copy's own): the backend block starts 32 bytes
+/// before the user pointer rather than 16; it is a system allocator block.
+const STARTS_32_BEFORE: usize = 1;
+const SYSTEM_BLOCK: usize = 2;
+const OWNER_FLAGS: usize = 0xf;
+/// `Owner::magic` of ABI version 1: "pyalloc\x01".
+const OWNER_MAGIC: u64 = u64::from_le_bytes(*b"pyalloc\x01");
+
+/// What a copy of pyalloc exports to the others through its blocks' owner
+/// words (the cross-copy ABI, version 1).
+#[repr(C, align(16))]
+pub(crate) struct Owner {
+    magic: u64,
+    /// Releases a block this copy owns.
+    release: unsafe extern "C" fn(*mut u8),
+    /// Resizes a block this copy owns: the new block (owned by this copy)
+    /// or NULL, leaving the old one valid.
+    resize: unsafe extern "C" fn(*mut u8, usize) -> *mut u8,
+}
+
+static OWNER: Owner = Owner {
+    magic: OWNER_MAGIC,
+    release: release_for_another_copy,
+    resize: resize_for_another_copy,
+};
+
+/// The cookie, once the private heap is set up; 0 before.
+static COOKIE: AtomicUsize = AtomicUsize::new(0);
+
+/// The cookie, setting up the private heap on first use (which must come
+/// before this copy's first backend allocation).
+#[inline]
+fn cookie() -> usize {
+    // Acquire: pairs with `set_up`, so the backend choice is visible too.
+    match COOKIE.load(Acquire) {
+        0 => set_up(),
+        cookie => cookie,
+    }
+}
+
+/// Chooses and configures the backend and derives the cookie. Threads that
+/// race here do the same, idempotent work.
+#[cold]
+fn set_up() -> usize {
+    #[cfg(feature = "mimalloc")]
+    mimalloc::configure();
+    let cookie = cookie::derive();
+    COOKIE.store(cookie, Release);
+    cookie
+}
+
+/// A fresh backend block of `total` bytes and the owner-word flag that says
+/// which backend made it.
+#[inline]
+fn backend_allocate(total: usize, zeroed: bool) -> (*mut u8, usize) {
+    #[cfg(feature = "mimalloc")]
+    if !mimalloc::bypassed() {
+        return (mimalloc::allocate(total, zeroed), 0);
+    }
+    (system::allocate(total, zeroed), SYSTEM_BLOCK)
+}
+
+/// A pointer known to be a private block (its check word matched).
+#[derive(Clone, Copy)]
+pub(crate) struct PrivateBlock {
+    user: *mut u8,
+    owner_word: usize,
+}
+
+/// The private block at `p`, if `p` is one. O(1); reads at most the 16
+/// bytes before `p`, only when `p` is 16 mod 32.
+#[inline]
+pub(crate) fn classify(p: *mut u8) -> Option<PrivateBlock> {
+    if p as usize % 32 != 16 {
+        return None;
+    }
+    // SAFETY: `p` is a live block of some allocator (callers' contract) and
+    // 16 mod 32, so `p - 16` is on the same page as `p` (a page is 4096
+    // aligned and p mod 4096 >= 16): readable memory, whatever the block is.
+    let (owner_word, check) = unsafe { read_words(p) };
+    (check == cookie() ^ p as usize ^ owner_word).then_some(PrivateBlock { user: p, owner_word })
+}
+
+/// Reads the owner and check words before `p`. Out of line, and volatile,
+/// because for a block of another allocator these bytes are not the block's:
+/// no optimiser may reason about them, and valgrind's suppression for this
+/// read (`c_tests/valgrind-python.supp`) names this function.
+///
+/// # Safety
+/// `p - 16 .. p` is readable.
+#[inline(never)]
+unsafe fn read_words(p: *mut u8) -> (usize, usize) {
+    // SAFETY: as the caller promises; both words are 8-aligned (p is 16-aligned).
+    unsafe {
+        (
+            ptr::read_volatile(p.sub(16).cast::<usize>()),
+            ptr::read_volatile(p.sub(8).cast::<usize>()),
+        )
+    }
+}
+
+/// A private block of `size` bytes (at least 1 byte of backend room even
+/// for 0), 16-aligned, zero-filled by the backend when `zeroed`. NULL when
+/// out of memory.
+#[inline]
+pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
+    let Some(total) = size.max(1).checked_add(SLACK) else {
+        return ptr::null_mut();
+    };
+    let cookie = cookie();
+    let (start, backend) = backend_allocate(total, zeroed);
+    if start.is_null() {
+        return ptr::null_mut();
+    }
+    stats::bump(Hot::PrivateAllocs);
+    // SAFETY: a fresh backend block of `total` bytes.
+    unsafe { mark(start, backend, cookie) }
+}
+
+/// Places the user pointer at 16 mod 32 inside a fresh (or just resized)
+/// backend block and writes its two words, the owner word carrying the
+/// `backend` flag. Returns the user pointer.
+///
+/// # Safety
+/// `start` is a live backend block of at least `SLACK + 1` bytes.
+#[inline]
+unsafe fn mark(start: *mut u8, backend: usize, cookie: usize) -> *mut u8 {
+    if start as usize % 16 != 0 {
+        sys::fatal("the private heap", "returned a block that is not 16-byte aligned");
+    }
+    let (offset, flags) = if start as usize % 32 == 0 {
+        (16, 0)
+    } else {
+        (32, STARTS_32_BEFORE)
+    };
+    let user = start.wrapping_add(offset);
+    let owner_word = ptr::addr_of!(OWNER) as usize | flags | backend;
+    // SAFETY: `offset <= SLACK`, so both words lie inside the block, 8-aligned.
+    unsafe {
+        user.sub(16).cast::<usize>().write(owner_word);
+        user.sub(8)
+            .cast::<usize>()
+            .write(cookie ^ user as usize ^ owner_word);
+    }
+    user
+}
+
+impl PrivateBlock {
+    fn owner(self) -> Option<&'static Owner> {
+        let owner = (self.owner_word & !OWNER_FLAGS) as *const Owner;
+        if ptr::eq(owner, &OWNER) {
+            return None;
+        }
+        // SAFETY: the check word, which only a copy of pyalloc writes, says
+        // this address is another copy's `Owner`, a static that lives as long
+        // as that copy (extension modules are never unloaded).
+        let owner = unsafe { &*owner };
+        if owner.magic != OWNER_MAGIC {
+            sys::fatal(
+                "pyalloc_free",
+                "a private block's owner speaks another pyalloc ABI",
+            );
+        }
+        Some(owner)
+    }
+
+    /// The backend block this copy's block lives in.
+    fn start(self) -> *mut u8 {
+        let offset = if self.owner_word & STARTS_32_BEFORE != 0 {
+            32
+        } else {
+            16
+        };
+        self.user.wrapping_sub(offset)
+    }
+
+    /// The owner-word flag of the backend that made the block.
+    fn backend(self) -> usize {
+        self.owner_word & SYSTEM_BLOCK
+    }
+
+    /// Clears the check word: freed memory must never keep a valid mark.
+    fn unmark(self) {
+        // SAFETY: the check word lies inside the live backend block.
+        unsafe { self.user.sub(8).cast::<usize>().write(0) };
+    }
+
+    /// Releases the block, from any thread. `size` is a lower bound of the
+    /// user size when known.
+    ///
+    /// # Safety
+    /// The block is live and not used afterwards.
+    #[inline]
+    pub(crate) unsafe fn release(self, size: Option<usize>) {
+        match self.owner() {
+            // SAFETY: another copy's block, released by that copy.
+            Some(owner) => unsafe { (owner.release)(self.user) },
+            None => {
+                self.unmark();
+                let total = size.map(|size| size.max(1) + SLACK);
+                // SAFETY: this copy's backend block, given up by the caller,
+                // released by the backend that made it.
+                unsafe {
+                    match self.backend() {
+                        SYSTEM_BLOCK => system::release(self.start(), total),
+                        #[cfg(feature = "mimalloc")]
+                        _ => mimalloc::release(self.start(), total),
+                        #[cfg(not(feature = "mimalloc"))]
+                        _ => unreachable_backend(),
+                    }
+                }
+                stats::bump(Hot::PrivateFrees);
+            }
+        }
+    }
+
+    /// Resizes the block to `new_size` bytes, keeping the first
+    /// `min(old, new)`; `old_size`, when known, is the exact user size.
+    /// Returns the new block (private, possibly another copy's), or NULL,
+    /// leaving this one valid and unchanged.
+    ///
+    /// # Safety
+    /// The block is live; on success it is not used afterwards.
+    pub(crate) unsafe fn resize(self, old_size: Option<usize>, new_size: usize) -> *mut u8 {
+        if let Some(owner) = self.owner() {
+            // SAFETY: another copy's block, resized by that copy.
+            return unsafe { (owner.resize)(self.user, new_size) };
+        }
+        let Some(total) = new_size.max(1).checked_add(SLACK) else {
+            return ptr::null_mut();
+        };
+        let old_offset = self.user as usize - self.start() as usize;
+        let cookie = cookie();
+        self.unmark();
+        // SAFETY: this copy's live backend block, resized by the backend
+        // that made it.
+        let start = unsafe {
+            match self.backend() {
+                SYSTEM_BLOCK => system::resize(self.start(), total),
+                #[cfg(feature = "mimalloc")]
+                _ => mimalloc::resize(self.start(), total),
+                #[cfg(not(feature = "mimalloc"))]
+                _ => unreachable_backend(),
+            }
+        };
+        if start.is_null() {
+            // SAFETY: the block is unchanged; restore its mark.
+            unsafe { mark(self.start(), self.backend(), cookie) };
+            return ptr::null_mut();
+        }
+        // The backend kept the bytes at the old offset; move them when the
+        // new block puts the user pointer at the other one.
+        let new_offset = if start as usize % 32 == 0 { 16 } else { 32 };
+        if new_offset != old_offset {
+            let kept = old_size.map_or(new_size, |old| old.min(new_size));
+            // SAFETY: both ranges lie inside the new block of `total` bytes
+            // (offsets <= SLACK, kept <= new_size); they may overlap.
+            unsafe { ptr::copy(start.add(old_offset), start.add(new_offset), kept) };
+        }
+        // SAFETY: a live backend block of `total` bytes.
+        unsafe { mark(start, self.backend(), cookie) }
+    }
+}
+
+/// Without the `mimalloc` feature every block this copy makes is a system
+/// block, so its owner word always carries `SYSTEM_BLOCK`.
+#[cfg(not(feature = "mimalloc"))]
+#[cold]
+fn unreachable_backend() -> ! {
+    sys::fatal(
+        "the private heap",
+        "found a block of a backend this build does not have",
+    )
+}
+
+/// `Owner::release` for other copies: they classified `user` as this copy's.
+unsafe extern "C" fn release_for_another_copy(user: *mut u8) {
+    match classify(user) {
+        // SAFETY: the other copy gives the block up.
+        Some(block) => unsafe { block.release(None) },
+        None => sys::fatal(
+            "pyalloc_free",
+            "another copy of pyalloc passed a block that is not private",
+        ),
+    }
+}
+
+/// `Owner::resize` for other copies.
+unsafe extern "C" fn resize_for_another_copy(user: *mut u8, new_size: usize) -> *mut u8 {
+    match classify(user) {
+        // SAFETY: a live block of this copy, as the other copy found.
+        Some(block) => unsafe { block.resize(None, new_size) },
+        None => sys::fatal(
+            "pyalloc_realloc",
+            "another copy of pyalloc passed a block that is not private",
+        ),
+    }
+}

@@ -1,0 +1,29 @@
+//! The private heap's backend without the `mimalloc` feature: the system
+//! allocator, as is. Every private block is one `malloc` block, so malloc
+//! interposers (memray, heaptrack, valgrind) see each allocation and free.
+
+use crate::sys;
+
+/// A 16-aligned block of `total` bytes, zero-filled when `zeroed`; NULL on
+/// failure.
+#[inline]
+pub(super) fn allocate(total: usize, zeroed: bool) -> *mut u8 {
+    sys::malloc(total, zeroed)
+}
+
+/// # Safety
+/// `start` is a live block from this backend; on success it is not used
+/// afterwards.
+#[inline]
+pub(super) unsafe fn resize(start: *mut u8, total: usize) -> *mut u8 {
+    // SAFETY: as the caller promises.
+    unsafe { sys::realloc(start, total) }
+}
+
+/// # Safety
+/// `start` is a live block from this backend, not used afterwards.
+#[inline]
+pub(super) unsafe fn release(start: *mut u8, _total: Option<usize>) {
+    // SAFETY: as the caller promises.
+    unsafe { sys::free(start) }
+}

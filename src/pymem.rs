@@ -1,0 +1,113 @@
+//! The PyMem heap: `PyMem_Malloc` and friends, behind the proof that the
+//! calling thread may use them.
+//!
+//! An [`Attached`] token proves the calling thread is attached to an
+//! interpreter (holds its GIL), so `PyMem_*` reach that interpreter's heap;
+//! a [`MainGil`] proves the interpreter is the main one. Only
+//! `family::caller()` makes them, after asking the CPython shims; the
+//! functions here take them as arguments, so none of their callers repeats
+//! the GIL argument. The tokens are neither `Send` nor `Sync`: the proof
+//! holds for the thread that checked, while it stays in the allocator.
+
+use core::marker::PhantomData;
+use core::ops::Deref;
+use core::ptr;
+
+use pyo3_ffi::{PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc};
+
+use crate::stats::{self, Hot};
+use crate::sys;
+
+/// Proof that the calling thread is attached to an interpreter.
+pub(crate) struct Attached {
+    _this_thread_only: PhantomData<*const ()>,
+}
+
+impl Attached {
+    /// # Safety
+    /// The calling thread is attached to an interpreter (holds its GIL) and
+    /// stays attached while the token lives.
+    pub(crate) unsafe fn new_unchecked() -> Self {
+        Attached {
+            _this_thread_only: PhantomData,
+        }
+    }
+}
+
+/// Proof that the calling thread is attached to the main interpreter.
+pub(crate) struct MainGil(Attached);
+
+impl MainGil {
+    /// # Safety
+    /// The calling thread is attached to the main interpreter and stays
+    /// attached while the token lives.
+    pub(crate) unsafe fn new_unchecked() -> Self {
+        // SAFETY: the main interpreter is an interpreter.
+        MainGil(unsafe { Attached::new_unchecked() })
+    }
+}
+
+impl Deref for MainGil {
+    type Target = Attached;
+    fn deref(&self) -> &Attached {
+        &self.0
+    }
+}
+
+/// `PyMem_Malloc(size)`, or `PyMem_Calloc(1, size)` when `zeroed`: a block
+/// C may `PyMem_Free`, seen by tracemalloc. NULL on failure.
+///
+/// Every PyMem block is at least 8-aligned in any working CPython (its own
+/// arrays of pointers live in them); pyalloc stops with a message rather
+/// than hand Rust a block that breaks that.
+#[inline]
+pub(crate) fn allocate(_: &MainGil, size: usize, zeroed: bool) -> *mut u8 {
+    // SAFETY: the token proves the main interpreter's GIL is held.
+    let block: *mut u8 = unsafe {
+        if zeroed {
+            PyMem_Calloc(1, size).cast()
+        } else {
+            PyMem_Malloc(size).cast()
+        }
+    };
+    if block.is_null() {
+        return ptr::null_mut();
+    }
+    stats::bump(Hot::PymemAllocs);
+    checked_alignment(block, "PyMem_Malloc")
+}
+
+/// `PyMem_Realloc` on the heap of the interpreter `_gil` proves; on failure
+/// NULL, and `block` stays valid.
+///
+/// # Safety
+/// `block` is a live block of that interpreter's PyMem heap.
+#[inline]
+pub(crate) unsafe fn resize(_gil: &Attached, block: *mut u8, size: usize) -> *mut u8 {
+    // SAFETY: the token proves the GIL; the caller vouches for the block.
+    let moved: *mut u8 = unsafe { PyMem_Realloc(block.cast(), size).cast() };
+    if moved.is_null() {
+        return ptr::null_mut();
+    }
+    checked_alignment(moved, "PyMem_Realloc")
+}
+
+/// `PyMem_Free` on the heap of the interpreter `_gil` proves.
+///
+/// # Safety
+/// `block` is a live block of that interpreter's PyMem heap, not used
+/// afterwards.
+#[inline]
+pub(crate) unsafe fn release(_gil: &Attached, block: *mut u8) {
+    // SAFETY: the token proves the GIL; the caller vouches for the block.
+    unsafe { PyMem_Free(block.cast()) };
+    stats::bump(Hot::PymemFrees);
+}
+
+#[inline]
+fn checked_alignment(block: *mut u8, source: &str) -> *mut u8 {
+    if block as usize % 8 != 0 {
+        sys::fatal(source, "returned a block that is not 8-byte aligned");
+    }
+    block
+}

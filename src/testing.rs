@@ -1,0 +1,57 @@
+//! Hooks for pyalloc's own tests, compiled only with the `testing` feature
+//! (the `PYALLOC_TESTING` section of `pyalloc.h`). Without it, `pause_point`
+//! is empty and nothing is exported.
+
+#[cfg(feature = "testing")]
+mod hooks {
+    use core::sync::atomic::{AtomicPtr, Ordering::Acquire, Ordering::Release};
+
+    static PAUSE: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+    /// Installs `hook` (or removes it, with NULL): `pyalloc_free` and Rust's
+    /// deallocation call it on a thread without the GIL after reading the
+    /// interpreter lifetime and before queuing the block, so that a test can
+    /// park a releasing thread inside that window.
+    #[no_mangle]
+    pub extern "C" fn pyalloc_testing_set_pause(hook: Option<extern "C" fn()>) {
+        let raw = hook.map_or(core::ptr::null_mut(), |hook| hook as *mut ());
+        PAUSE.store(raw, Release);
+    }
+
+    /// Writes the byte offsets of `interp` and (on 3.11) `thread_id` in
+    /// `PyThreadState` as pyalloc reads them, for `c_tests/layout.c` to
+    /// compare with the interpreter's header. A field pyalloc does not read
+    /// on this version (`thread_id` from 3.12, both from 3.14) is 0.
+    ///
+    /// # Safety
+    /// Both pointers are writable.
+    #[no_mangle]
+    pub unsafe extern "C" fn pyalloc_testing_layout(interp: *mut usize, thread_id: *mut usize) {
+        // SAFETY: as the caller promises.
+        unsafe {
+            interp.write(crate::cpython::INTERP_OFFSET);
+            thread_id.write(crate::cpython::THREAD_ID_OFFSET);
+        }
+    }
+
+    pub(crate) fn pause_point() {
+        let raw = PAUSE.load(Acquire);
+        if !raw.is_null() {
+            // SAFETY: only `pyalloc_testing_set_pause` stores here, and it
+            // stores a valid `extern "C" fn()`.
+            let hook: extern "C" fn() = unsafe { core::mem::transmute(raw) };
+            hook();
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+pub use hooks::{pyalloc_testing_layout, pyalloc_testing_set_pause};
+
+#[cfg(feature = "testing")]
+pub(crate) use hooks::pause_point;
+
+/// Without the `testing` feature: nothing.
+#[cfg(not(feature = "testing"))]
+#[inline(always)]
+pub(crate) fn pause_point() {}
