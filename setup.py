@@ -78,16 +78,17 @@ class CrateSdist(sdist):
     """sdist that carries the Rust crate (the files Cargo.toml's `include`
     names), so that a wheel can be built from it."""
 
-    def add_defaults(self):
-        super().add_defaults()
-        self.filelist.extend(crate_files.crate_files(ROOT))
+    def make_release_tree(self, base_dir, files):
+        crate = [name for name in crate_files.crate_files(ROOT) if name not in files]
+        super().make_release_tree(base_dir, [*files, *crate])
 
 
 setup(
     ext_modules=[
         Extension(
             "pyalloc._pyalloc",
-            sources=["python/pyalloc/_pyalloc.c"],
+            sources=["python/pyalloc/_pyalloc.c", "python/pyalloc/_demo.c", "python/pyalloc/_timing.c"],
+            depends=["python/pyalloc/_pyalloc_module.h", "include/pyalloc_python.h"],
             include_dirs=["include"],
             define_macros=[("PYALLOC_DEMO", None)],
             extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"],

@@ -213,10 +213,6 @@ uint64_t pyalloc_demo_consume(uint8_t *buf, size_t len);
 uint64_t pyalloc_demo_parallel(size_t threads, size_t ops);
 #endif
 
-extern void mi_option_set(int option, long value);
-
-extern const char *getenv(const char *name);
-
 #if defined(PYALLOC_TESTING)
 // Installs `hook` (or removes it, with NULL): `pyalloc_free` and Rust's
 // deallocation call it on a thread without the GIL after reading the

@@ -1,128 +1,155 @@
 #!/usr/bin/env bash
-# pyalloc's test command: formatting, lints, docs; then, once per CPython
-# 3.9-3.13 that pyenv has (the machine's python3 alone where pyenv has none),
-# every Rust and C test and the Python suite in a fresh virtual environment;
-# then both ends of the supported pyo3-ffi range, and the benchmark in its
-# quick mode. Fails on the first failure;
-# prints one summary line.
-set -euo pipefail
+# pyalloc's test command. Every check runs even when an earlier one fails;
+# the summary counts them, and the exit status is non-zero if any failed.
+#
+#   - the system packages the tests use (installed when missing);
+#   - formatting, lints (default, no-default-features, every feature), docs;
+#   - once per CPython 3.11-3.13 found (pyenv, else python3.X on PATH): every
+#     Rust and C test, the Python suite and the mixed C/Rust example, in a
+#     fresh virtual environment;
+#   - compile checks for CPython 3.14, 3.15, 3.14t and 3.15t, which cannot
+#     run here (pyo3's PYO3_CONFIG_FILE, no interpreter);
+#   - packaging: cargo package and publish --dry-run, python -m build, the
+#     wheel's contents and platform tag, a minimal dependent's build graph
+#     and an offline build of it from vendored sources;
+#   - the README's commands, a new user's install of the example from a
+#     wheel directory, the PyO3 example, both ends of the pyo3-ffi range,
+#     and the benchmark's quick mode.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-
-step() { printf '\n=== %s\n' "$*"; }
-
-step "cargo fmt --check"
-cargo fmt --all -- --check
-
-step "cargo clippy -D warnings"
-cargo clippy --all-targets -- -D warnings
-
-step "cargo doc (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
-
-step "the benchmark crate: cargo fmt --check, clippy -D warnings"
-cargo fmt --manifest-path bench/Cargo.toml -- --check
-cargo clippy --quiet --manifest-path bench/Cargo.toml --all-targets -- -D warnings
-
-step "the examples' crates: cargo fmt --check"
-cargo fmt --manifest-path examples/mixed_extension/rust/Cargo.toml -- --check
-cargo fmt --manifest-path examples/pyo3_tracemalloc/Cargo.toml -- --check
-
-# The newest installed patch release of each supported minor version.
-interpreters=()
-if command -v pyenv >/dev/null 2>&1; then
-    for minor in 9 10 11 12 13; do
-        version=$(pyenv versions --bare --skip-aliases 2>/dev/null | grep -E "^3\.${minor}\.[0-9]+$" | sort -V | tail -n 1 || true)
-        if [ -n "$version" ]; then
-            interpreters+=("$(pyenv prefix "$version")/bin/python3.${minor}")
-        fi
-    done
-fi
-if [ ${#interpreters[@]} -eq 0 ]; then
-    interpreters+=("$(command -v python3)")
-fi
+source scripts/lib.sh
 
 passed=0
+failed=()
+# check LABEL COMMAND...: runs one check and counts it.
+check() {
+    local label=$1
+    shift
+    step "$label"
+    # In a subshell with errexit: a check stops at its first failing command
+    # (bash ignores errexit in a condition, hence no `if`).
+    (set -e; "$@")
+    if [ $? -eq 0 ]; then
+        passed=$((passed + 1))
+    else
+        echo "FAILED: $label" >&2
+        failed+=("$label")
+    fi
+}
+
+check "system packages (Debian)" scripts/system-packages.sh
+
+lints() {
+    cargo fmt --all -- --check
+    cargo fmt --manifest-path bench/Cargo.toml -- --check
+    cargo fmt --manifest-path examples/mixed_extension/rust/Cargo.toml -- --check
+    cargo fmt --manifest-path examples/pyo3_tracemalloc/Cargo.toml -- --check
+    cargo clippy --all-targets -- -D warnings
+    cargo clippy --all-targets --no-default-features -- -D warnings
+    cargo clippy --all-targets --features demo,testing -- -D warnings
+    cargo clippy --lib --features global-allocator,demo,testing -- -D warnings
+    cargo clippy --quiet --manifest-path bench/Cargo.toml --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+}
+check "cargo fmt, clippy -D warnings, cargo doc" lints
+
+interpreters=()
+for minor in 11 12 13; do
+    python=$(find_python "$minor")
+    [ -n "$python" ] && interpreters+=("$python")
+done
+if [ ${#interpreters[@]} -eq 0 ]; then
+    echo "no CPython 3.11-3.13 found" >&2
+    failed+=("a CPython 3.11-3.13 to test with")
+    interpreters=()
+fi
+
 for python in "${interpreters[@]}"; do
-    tag=$("$python" -c 'import sys; print("py%d%d" % sys.version_info[:2])')
-    step "cargo test with $("$python" --version) ($python)"
+    tag=$(python_tag "$python")
+    version=$("$python" --version)
+    venv="target/venv/$tag"
     # A target directory per interpreter: pyo3-ffi rebuilds when PYO3_PYTHON
     # changes, so sharing one would rebuild everything on every switch.
-    PYO3_PYTHON="$python" CARGO_TARGET_DIR="target/$tag" cargo test --no-fail-fast
+    export PYO3_PYTHON="$python" CARGO_TARGET_DIR="target/$tag"
+    check "cargo test, $version" cargo test --no-fail-fast
 
-    # The extension's static library: a release build for the newest
-    # interpreter (what `pip install .` gives users); for the others a debug
-    # build in the target directory above, which cargo mostly reuses.
+    # The extension: a release build for the newest interpreter (what
+    # `pip install .` gives users); for the others a debug build in the
+    # target directory above, which cargo mostly reuses.
     if [ "$python" = "${interpreters[-1]}" ]; then
-        build_env=(PYALLOC_BUILD_PROFILE=release)
+        profile=release
+        build_dir="target/$tag-release"
     else
-        build_env=(PYALLOC_BUILD_PROFILE=debug "CARGO_TARGET_DIR=target/$tag")
+        profile=debug
+        build_dir="target/$tag"
     fi
-    step "pip install . (${build_env[0]#*=}) and pytest with $("$python" --version), in a fresh virtual environment"
-    venv="target/venv/$tag"
-    "$python" -m venv --clear "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools>=64" wheel "pytest>=7"
-    env "${build_env[@]}" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation .
-    "$venv/bin/python" -m pytest -p no:cacheprovider python/tests
-
-    step "examples/mixed_extension with $("$python" --version): pip install (pyalloc.setuptools), its tests"
-    env "${build_env[@]}" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation ./examples/mixed_extension
-    "$venv/bin/python" -m pytest -p no:cacheprovider examples/mixed_extension/tests
-    passed=$((passed + 1))
+    install_and_test() {
+        "$python" -m venv --clear "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools>=64" wheel "pytest>=7"
+        PYALLOC_BUILD_PROFILE=$profile CARGO_TARGET_DIR=$build_dir \
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation .
+        "$venv/bin/python" -m pytest -p no:cacheprovider python/tests
+    }
+    check "pip install . ($profile) and the Python suite, $version" install_and_test
+    example() {
+        PYALLOC_BUILD_PROFILE=$profile CARGO_TARGET_DIR=$build_dir \
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation ./examples/mixed_extension
+        "$venv/bin/python" -m pytest -p no:cacheprovider examples/mixed_extension/tests
+    }
+    check "examples/mixed_extension (pyalloc.setuptools), $version" example
+    unset PYO3_PYTHON CARGO_TARGET_DIR
 done
 
-newest="${interpreters[-1]}"
-venv="target/venv/$("$newest" -c 'import sys; print("py%d%d" % sys.version_info[:2])')"
-step "examples/pyo3_tracemalloc with and without pyalloc (maturin, $("$newest" --version))"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1,<2"
-for features in "" "--no-default-features"; do
-    # maturin's build backend runs `maturin` from PATH: the venv's.
-    PATH="$PWD/$venv/bin:$PATH" MATURIN_PEP517_ARGS="$features" CARGO_TARGET_DIR=target/pyo3-example \
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
-        --force-reinstall --no-deps ./examples/pyo3_tracemalloc
-    "$venv/bin/python" -m pytest -p no:cacheprovider examples/pyo3_tracemalloc/tests
-    "$venv/bin/python" examples/pyo3_tracemalloc/demo.py
-done
+newest=python3
+[ ${#interpreters[@]} -gt 0 ] && newest="${interpreters[-1]}"
+newest_venv="target/venv/$(python_tag "$newest")"
 
-step "python -m build: sdists, and wheels built from them, of pyalloc and of examples/mixed_extension ($("$newest" --version))"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "build>=1"
-"$venv/bin/python" -m build --outdir target/dist . > target/dist.log 2>&1 || { tail -n 40 target/dist.log; exit 1; }
-tail -n 1 target/dist.log
-# A user's project the same way (pyalloc.setuptools from the installed pyalloc).
-"$venv/bin/python" -m build --no-isolation --outdir target/dist examples/mixed_extension > target/dist.log 2>&1 \
-    || { tail -n 40 target/dist.log; exit 1; }
-tail -n 1 target/dist.log
+check "compile for CPython 3.14, 3.15, 3.14t, 3.15t (cargo check and clippy, tests included)" \
+    scripts/check-unreleased-pythons.sh
 
-step "a new user: examples/mixed_extension copied next to a fresh checkout; pip install . in a fresh environment"
-# Outside this repository, so that nothing in it can be found by accident.
-newuser=$(mktemp -d)
-trap 'rm -rf "$newuser"' EXIT
-mkdir -p "$newuser/pyalloc"
-# The checkout: every file git tracks (or would), as the working tree has it.
-git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$newuser/pyalloc"
-cp -r "$newuser/pyalloc/examples/mixed_extension" "$newuser/mixed_extension"
-"$newest" -m venv "$newuser/venv"
-"$newuser/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$newuser/mixed_extension" "pytest>=7"
-(cd "$newuser/mixed_extension" && ../venv/bin/python -m pytest -p no:cacheprovider tests)
+check "packaging: cargo package, publish --dry-run, python -m build, wheel contents, auditwheel" \
+    scripts/check-packaging.sh "$newest_venv/bin/python"
+
+check "a minimal dependent: no cbindgen in its build graph, an offline build from vendored sources" \
+    scripts/check-dependent.sh
+
+check "the README's commands, as printed" "$newest_venv/bin/python" scripts/readme_commands.py
+
+pyo3_example() {
+    "$newest_venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1,<2"
+    for features in "" "--no-default-features"; do
+        # maturin's build backend runs `maturin` from PATH: the venv's.
+        PATH="$PWD/$newest_venv/bin:$PATH" MATURIN_PEP517_ARGS="$features" CARGO_TARGET_DIR=target/pyo3-example \
+            "$newest_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
+            --force-reinstall --no-deps ./examples/pyo3_tracemalloc
+        "$newest_venv/bin/python" -m pytest -p no:cacheprovider examples/pyo3_tracemalloc/tests
+        "$newest_venv/bin/python" examples/pyo3_tracemalloc/demo.py
+    done
+}
+check "examples/pyo3_tracemalloc with and without pyalloc (maturin)" pyo3_example
 
 # pyo3-ffi's newest supported release is what Cargo.lock holds (the runs
 # above); the oldest is what the PyO3 user crate in compat/ locks.
 oldest=$(grep -A1 '^name = "pyo3-ffi"$' compat/pyo3-oldest/Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
-step "pyalloc's tests on the oldest supported pyo3-ffi ($oldest)"
-copy=target/compat/pyalloc-on-pyo3-ffi-oldest
-mkdir -p "$copy"
-cp -r Cargo.toml Cargo.lock build.rs cbindgen.toml README.md src tests c_tests include "$copy"/
-(
-    cd "$copy"
+oldest_pyo3_ffi() {
+    # The crate as published (cargo package), with pyo3-ffi pinned to the oldest.
+    rm -rf target/compat/pyalloc-0.1.0
+    mkdir -p target/compat
+    tar -xzf "$(ls target/package/pyalloc-*.crate | sort -V | tail -n 1)" -C target/compat
+    cd target/compat/pyalloc-*/
     cargo update --quiet -p pyo3-ffi --precise "$oldest"
     # The stress test ran in full above; here it only has to build and pass.
-    PYALLOC_STRESS_OPS=400 CARGO_TARGET_DIR=../target cargo test --no-fail-fast
-)
+    PYO3_PYTHON="$newest" PYALLOC_STRESS_OPS=400 CARGO_TARGET_DIR=../target cargo test --no-fail-fast
+}
+check "pyalloc's tests on the oldest supported pyo3-ffi ($oldest), from the packaged crate" oldest_pyo3_ffi
+check "a PyO3 $oldest user crate with PyAlloc as its global allocator" \
+    env PYO3_PYTHON="$newest" CARGO_TARGET_DIR=target/compat/target cargo test --manifest-path compat/pyo3-oldest/Cargo.toml
 
-step "a PyO3 $oldest user crate with PyAlloc as its global allocator"
-CARGO_TARGET_DIR=target/compat/target cargo test --manifest-path compat/pyo3-oldest/Cargo.toml
-
-step "the benchmark, quick mode (it must build and run; its timings fail nothing)"
-scripts/bench.sh --quick
+check "the benchmark, quick mode (it must build and run; its timings judge nothing)" scripts/bench.sh --quick
 
 step "summary"
-echo "CPython versions: ${passed} passed, 0 failed"
+for label in "${failed[@]}"; do
+    echo "failed: $label"
+done
+echo "${passed} passed, ${#failed[@]} failed"
+[ ${#failed[@]} -eq 0 ]

@@ -2,11 +2,10 @@
 //! family where that is sound and to pyalloc's private heap everywhere else.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use crate::family::{self, PyMemOwner, HEADERLESS_ALIGN};
-use crate::overaligned;
+use crate::{overaligned, private};
 
 /// A global allocator on CPython's `PyMem_*` heap.
 ///
@@ -35,13 +34,11 @@ pub struct PyAlloc;
 unsafe impl GlobalAlloc for PyAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let block = if layout.align() <= HEADERLESS_ALIGN {
+        if layout.align() <= HEADERLESS_ALIGN {
             family::allocate(layout.size(), false)
         } else {
             overaligned::allocate(layout.size(), layout.align(), false)
-        };
-        note_for_probe(block);
-        block
+        }
     }
 
     #[inline]
@@ -78,25 +75,12 @@ unsafe impl GlobalAlloc for PyAlloc {
     }
 }
 
-/// How many `is_global_allocator` probes are running.
-static PROBES: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// The block `PyAlloc::alloc` last returned on this thread, while a probe runs.
-    static PROBED: Cell<usize> = const { Cell::new(0) };
-}
-
-#[inline]
-fn note_for_probe(block: *mut u8) {
-    if PROBES.load(Relaxed) != 0 {
-        let _ = PROBED.try_with(|probed| probed.set(block as usize));
-    }
-}
-
 /// Whether `PyAlloc` is this program's `#[global_allocator]`, handing Rust
-/// its blocks unchanged: a `Box` made now must be the very block that
-/// `PyAlloc::alloc` returned on this thread (a wrapping allocator that adds
-/// a header would move it). Probed once, then cached.
+/// its blocks unchanged: a `Box` made on a new thread (which holds no GIL, so
+/// `PyAlloc` makes a private block) must be a private block of this copy of
+/// pyalloc. A wrapping allocator that adds a header, or another allocator,
+/// hands out something else. Probed once, then cached; "no" when no thread
+/// can be started, which only costs a copy.
 pub fn is_global_allocator() -> bool {
     const UNKNOWN: u8 = 0;
     const YES: u8 = 1;
@@ -107,19 +91,18 @@ pub fn is_global_allocator() -> bool {
         NO => return false,
         _ => {}
     }
-    PROBES.fetch_add(1, Relaxed);
-    let Ok(()) = PROBED.try_with(|probed| probed.set(0)) else {
-        // This thread's locals are gone (late in its exit): no answer to
-        // cache; "no" only costs a copy.
-        PROBES.fetch_sub(1, Relaxed);
+    let probe = std::thread::Builder::new()
+        .name("pyalloc-probe".into())
+        .spawn(|| {
+            let boxed = std::hint::black_box(Box::new([0u8; 64]));
+            // SAFETY: the box's block is live: the global allocator made it.
+            unsafe { private::is_own(boxed.as_ptr().cast_mut()) }
+        })
+        .ok()
+        .and_then(|thread| thread.join().ok());
+    let Some(yes) = probe else {
         return false;
     };
-    let probe = std::hint::black_box(Box::new(0u8));
-    let address = &*probe as *const u8 as usize;
-    let seen = PROBED.try_with(Cell::get).unwrap_or(0);
-    drop(probe);
-    PROBES.fetch_sub(1, Relaxed);
-    let yes = seen == address;
     ANSWER.store(if yes { YES } else { NO }, Relaxed);
     yes
 }

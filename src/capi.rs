@@ -120,7 +120,8 @@ pub unsafe extern "C" fn pyalloc_free(ptr: *mut c_void) {
 /// `ptr` is NULL or a live block from one of the allocators above.
 #[no_mangle]
 pub unsafe extern "C" fn pyalloc_is_pymem(ptr: *const c_void) -> bool {
-    boundary(false, || family::is_pymem(ptr.cast_mut().cast()))
+    // SAFETY: NULL or a live block, as the caller promises.
+    boundary(false, || unsafe { family::is_pymem(ptr.cast_mut().cast()) })
 }
 
 /// Returns a block that C may release with `PyMem_Free` holding the first
@@ -145,7 +146,8 @@ pub unsafe extern "C" fn pyalloc_into_pymem(ptr: *mut c_void, len: usize) -> *mu
         let Caller::Main(gil) = family::caller() else {
             return ptr::null_mut();
         };
-        let Some(private) = private::classify(block) else {
+        // SAFETY: a live block, as the caller promises.
+        let Some(private) = (unsafe { private::classify(block) }) else {
             return ptr;
         };
         // SAFETY: `block` holds at least `len` bytes (the caller's promise).

@@ -93,9 +93,15 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
 }
 
 /// Whether `block` is a PyMem block (not NULL, 8-aligned, not private).
+///
+/// # Safety
+/// `block` is NULL or a live block of some allocator.
 #[inline]
-pub(crate) fn is_pymem(block: *mut u8) -> bool {
-    !block.is_null() && block as usize % HEADERLESS_ALIGN == 0 && private::classify(block).is_none()
+pub(crate) unsafe fn is_pymem(block: *mut u8) -> bool {
+    // SAFETY: a live block, as the caller promises (NULL is not read).
+    !block.is_null()
+        && block as usize % HEADERLESS_ALIGN == 0
+        && unsafe { private::classify(block) }.is_none()
 }
 
 /// Releases a block of either family, from any thread. `size`, when known, is
@@ -106,7 +112,8 @@ pub(crate) fn is_pymem(block: *mut u8) -> bool {
 /// names; nothing uses it afterwards.
 #[inline]
 pub(crate) unsafe fn release(block: *mut u8, size: Option<usize>, owner: PyMemOwner) {
-    match private::classify(block) {
+    // SAFETY: a live block, as the caller promises.
+    match unsafe { private::classify(block) } {
         // SAFETY: the caller gives the block up.
         Some(private) => unsafe { private.release(size) },
         // SAFETY: as the caller promises.
@@ -146,7 +153,8 @@ pub(crate) unsafe fn resize(
     new_size: usize,
     owner: PyMemOwner,
 ) -> *mut u8 {
-    if let Some(private) = private::classify(block) {
+    // SAFETY: a live block, as the caller promises.
+    if let Some(private) = unsafe { private::classify(block) } {
         // SAFETY: a live private block, as the caller promises.
         return unsafe { private.resize(old_size, new_size) };
     }

@@ -86,7 +86,8 @@ pub fn holds_main_gil() -> bool {
 /// # Safety
 /// `block` is NULL or a live block from `PyAlloc`, pyalloc's C API or PyMem.
 pub unsafe fn is_pymem<T: ?Sized>(block: *const T) -> bool {
-    family::is_pymem(block.cast::<u8>().cast_mut())
+    // SAFETY: as the caller promises.
+    unsafe { family::is_pymem(block.cast::<u8>().cast_mut()) }
 }
 
 #[cfg(feature = "global-allocator")]

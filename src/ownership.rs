@@ -4,11 +4,26 @@
 //! is a PyMem block; one copy otherwise (counted as `rehomed`).
 
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::alloc::{handle_alloc_error, Layout};
 use std::mem::ManuallyDrop;
 
 use crate::alloc::is_global_allocator;
 use crate::family::{self, Caller, PyMemOwner};
+use crate::sys;
+
+/// Says once, on stderr, that a hand-off copied because `PyAlloc` is not the
+/// global allocator: the program works, but not as it was meant to.
+fn warn_copy_without_global_allocator() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Relaxed) {
+        sys::warn_parts(&[
+            "pyalloc: a buffer handed between Rust and C was copied because PyAlloc is not this program's \
+             #[global_allocator]; declare it, or build with pyalloc's global-allocator feature \
+             (pyalloc.setuptools does); this is said once\n",
+        ]);
+    }
+}
 
 /// A byte buffer in the main interpreter's PyMem heap: C may release it with
 /// `PyMem_Free` (holding the GIL). Dropped in Rust, it is released with
@@ -92,7 +107,10 @@ pub fn into_pymem(bytes: Vec<u8>) -> Result<PyMemBlock, Vec<u8>> {
         return Err(bytes);
     };
     let len = bytes.len();
-    if bytes.capacity() > 0 && is_global_allocator() && family::is_pymem(bytes.as_ptr().cast_mut()) {
+    let ours = is_global_allocator();
+    // SAFETY: with capacity, the vector's buffer is a live block of the
+    // global allocator.
+    if bytes.capacity() > 0 && ours && unsafe { family::is_pymem(bytes.as_ptr().cast_mut()) } {
         let mut bytes = ManuallyDrop::new(bytes);
         return Ok(PyMemBlock {
             // SAFETY: a Vec with capacity > 0 has a non-null buffer.
@@ -100,6 +118,9 @@ pub fn into_pymem(bytes: Vec<u8>) -> Result<PyMemBlock, Vec<u8>> {
             len,
             capacity: bytes.capacity(),
         });
+    }
+    if bytes.capacity() > 0 && !ours {
+        warn_copy_without_global_allocator();
     }
     // SAFETY: the vector holds `len` readable bytes.
     let copy = unsafe { family::pymem_copy(&gil, bytes.as_ptr(), len) };
@@ -148,6 +169,7 @@ pub unsafe fn vec_from_pymem(block: *mut u8, len: usize) -> Vec<u8> {
         // bytes.
         return unsafe { Vec::from_raw_parts(block, len, len) };
     }
+    warn_copy_without_global_allocator();
     let mut copy = Vec::new();
     if copy.try_reserve_exact(len).is_err() {
         handle_alloc_error(Layout::array::<u8>(len).unwrap_or(Layout::new::<u8>()));

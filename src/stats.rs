@@ -87,19 +87,28 @@ static BLOCKS: AtomicPtr<CounterBlock> = AtomicPtr::new(ptr::null_mut());
 /// down, or no memory for a block); updated with `fetch_add`.
 static SHARED: CounterBlock = CounterBlock::new(true);
 
-/// This thread's block; gives it back to the list when the thread exits.
-struct Owner(Cell<*const CounterBlock>);
+thread_local! {
+    /// This thread's block: NULL until its first count, `&SHARED` once the
+    /// thread's locals are being torn down. No destructor, so reading it is a
+    /// plain thread-local access and it stays readable to the very end.
+    static BLOCK: Cell<*const CounterBlock> = const { Cell::new(ptr::null()) };
+    /// Gives the block back when the thread exits; touched only when a block
+    /// is claimed (a destructor is registered on first use).
+    static OWNER: Owner = const { Owner };
+}
+
+/// The thread's claim on its block.
+struct Owner;
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        if let Some(block) = block_ref(self.0.get()) {
+        // From here on this thread counts in SHARED (atomically): its block
+        // may go to another thread.
+        let block = BLOCK.with(|block| block.replace(&SHARED));
+        if let Some(block) = block_ref(block) {
             block.in_use.store(false, Release);
         }
     }
-}
-
-thread_local! {
-    static OWNER: Owner = const { Owner(Cell::new(ptr::null())) };
 }
 
 fn block_ref(block: *const CounterBlock) -> Option<&'static CounterBlock> {
@@ -110,24 +119,33 @@ fn block_ref(block: *const CounterBlock) -> Option<&'static CounterBlock> {
 /// Adds one to `counter` for the calling thread.
 #[inline]
 pub(crate) fn bump(counter: Hot) {
-    let done = OWNER.try_with(|owner| {
-        let block = match block_ref(owner.0.get()) {
-            Some(block) => block,
-            None => match claim_block() {
-                Some(block) => {
-                    owner.0.set(block);
-                    block
-                }
-                None => return false,
-            },
-        };
-        // Only this thread writes its block, so load + store is exact and
-        // compiles to a plain add; readers see each store whole.
-        let count = &block.counts[counter as usize];
-        count.store(count.load(Relaxed).wrapping_add(1), Relaxed);
-        true
-    });
-    if done != Ok(true) {
+    let block = BLOCK.with(Cell::get);
+    match block_ref(block) {
+        Some(block) if !ptr::eq(block, &SHARED) => {
+            // Only this thread writes its block, so load + store is exact and
+            // compiles to a plain add; readers see each store whole.
+            let count = &block.counts[counter as usize];
+            count.store(count.load(Relaxed).wrapping_add(1), Relaxed);
+        }
+        Some(_) => {
+            SHARED.counts[counter as usize].fetch_add(1, Relaxed);
+        }
+        None => bump_first(counter),
+    }
+}
+
+/// The thread's first count: claims a block (or counts in SHARED when there
+/// is no memory for one, or the thread is already exiting).
+#[cold]
+fn bump_first(counter: Hot) {
+    let claimed = OWNER.try_with(|_| ()).is_ok()
+        && claim_block().is_some_and(|block| {
+            BLOCK.with(|slot| slot.set(block));
+            true
+        });
+    if claimed {
+        bump(counter);
+    } else {
         SHARED.counts[counter as usize].fetch_add(1, Relaxed);
     }
 }

@@ -333,7 +333,7 @@ fn build_copies() {
     }
 }
 
-/// Checks the logs of a valgrind run with `tests/support/valgrind_report.py`:
+/// Checks the logs of a valgrind run with `tests/support/pyalloc_checks.py`:
 /// no error, and no block that pyalloc's own code allocated lost.
 fn assert_valgrind_clean(log_dir: &Path) {
     let logs: Vec<PathBuf> = fs::read_dir(log_dir)
@@ -343,12 +343,12 @@ fn assert_valgrind_clean(log_dir: &Path) {
         .collect();
     assert!(!logs.is_empty(), "valgrind wrote no log");
     let output = Command::new(PYTHON)
-        .arg(Path::new(MANIFEST_DIR).join("tests/support/valgrind_report.py"))
-        .arg("--sources")
+        .arg(Path::new(MANIFEST_DIR).join("tests/support/pyalloc_checks.py"))
+        .args(["valgrind", "--sources"])
         .arg(Path::new(MANIFEST_DIR).join("src"))
         .args(&logs)
         .output()
-        .expect("python runs valgrind_report.py");
+        .expect("python runs pyalloc_checks.py");
     assert!(
         output.status.success(),
         "valgrind found problems:\n{}",

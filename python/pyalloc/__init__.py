@@ -1,25 +1,20 @@
 """pyalloc: CPython's PyMem heap shared by Rust and C code in one extension.
 
-The extension ``pyalloc._pyalloc`` is the reference consumer of the C API;
-``get_include()`` and ``get_library()`` serve extension authors who link the
-static library into their own modules.
+This package carries pyalloc's C API for extension authors: ``get_include()``
+and ``get_library()`` (``pyalloc.h`` and ``libpyalloc.a``), and
+``pyalloc.setuptools``, which builds a cargo crate into a C extension.
+``stats()`` and ``collect()`` act on the copy of pyalloc linked into this
+package's own extension: every extension module that links pyalloc has its
+own copy, whose counters it can expose with ``pyalloc_python.h``.
+``pyalloc.demo`` shows the exchange between Rust and C; ``python -m pyalloc``
+reports whether it works on this interpreter.
 """
 
 from pathlib import Path
 
-from ._pyalloc import RustBuffer, collect, consume, hex, parallel, stats, version
+from ._pyalloc import collect, stats, version
 
-__all__ = [
-    "RustBuffer",
-    "collect",
-    "consume",
-    "get_include",
-    "get_library",
-    "hex",
-    "parallel",
-    "stats",
-    "version",
-]
+__all__ = ["collect", "get_include", "get_library", "stats", "traced_to_caller", "version"]
 
 __version__ = version()
 
@@ -27,10 +22,34 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def get_include() -> str:
-    """The directory that holds ``pyalloc.h``, for an Extension's include_dirs."""
+    """The directory that holds ``pyalloc.h`` (and ``pyalloc_python.h``), for
+    an Extension's include_dirs."""
     return str(_PACKAGE / "include")
 
 
 def get_library() -> str:
     """The path of the installed static library ``libpyalloc.a``."""
     return str(_PACKAGE / "lib" / "libpyalloc.a")
+
+
+def traced_to_caller(function, *args):
+    """Calls ``function(*args)`` with tracemalloc tracing and returns its
+    result and how many bytes tracemalloc attributes to the line of Python
+    that made the call: what a Rust allocation under the GIL should show."""
+    import sys
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        result = function(*args)
+        line = sys._getframe().f_lineno - 1
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    attributed = sum(
+        stat.size_diff
+        for stat in after.compare_to(before, "lineno")
+        if stat.traceback[0].filename == __file__ and stat.traceback[0].lineno == line
+    )
+    return result, attributed

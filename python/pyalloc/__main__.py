@@ -1,5 +1,5 @@
-"""python -m pyalloc: what this interpreter's allocator is, and whether Rust and
-C share it through pyalloc here. Exits 0 only when every check passes.
+"""python -m pyalloc: what this interpreter's allocator is, and whether Rust
+and C share it through pyalloc here. Exits 0 only when every check passes.
 
     python -m pyalloc          a report to read in a terminal
     python -m pyalloc --json   the same as JSON
@@ -12,11 +12,10 @@ import os
 import platform
 import statistics
 import sys
-import tracemalloc
 import weakref
 
 import pyalloc
-from pyalloc import _pyalloc
+from pyalloc import _pyalloc, demo
 
 TRACED_SIZE = 16 << 20
 TIMING_SIZES = (16, 64, 256, 4096)
@@ -33,7 +32,7 @@ def allocator_name():
 
 
 def check_rust_to_c():
-    buffer = pyalloc.hex(b"pyalloc\x00\xff")
+    buffer = demo.hex(b"pyalloc\x00\xff")
     text = bytes(memoryview(buffer))
     on_pymem = buffer.is_pymem
     alive = weakref.ref(buffer)
@@ -45,49 +44,48 @@ def check_rust_to_c():
 
 def check_c_to_rust():
     data = bytes(range(256)) * 16
-    total = pyalloc.consume(data)
+    total = demo.consume(data)
     return total == sum(data), f"C copied {len(data)} bytes into PyMem_Malloc; Rust summed ({total}) and dropped them"
 
 
 def check_threads():
-    released = pyalloc.parallel(4, 200, release_gil=True)
-    held = pyalloc.parallel(4, 200, release_gil=False)
+    released = demo.parallel(4, 200, release_gil=True)
+    held = demo.parallel(4, 200, release_gil=False)
     return released == held, f"4 Rust threads, GIL released and held: checksum {released:#x} both ways"
 
 
 def check_tracemalloc():
     data = bytes(TRACED_SIZE // 2)
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot()
-        buffer = pyalloc.hex(data)  # the line tracemalloc should name
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    line = check_tracemalloc.__code__.co_firstlineno + 5
-    attributed = sum(
-        stat.size_diff
-        for stat in after.compare_to(before, "lineno")
-        if stat.traceback[0].filename == __file__ and stat.traceback[0].lineno == line
-    )
+    buffer, attributed = pyalloc.traced_to_caller(demo.hex, data)
     share = attributed / len(buffer)
     detail = (
         f"{attributed / 2**20:.1f} of {len(buffer) / 2**20:.1f} MiB that Rust allocated under the GIL "
-        f"is attributed to {os.path.basename(__file__)}:{line} ({share:.0%})"
+        f"is attributed to the Python line that called it ({share:.0%})"
     )
     return share >= 0.9, detail
 
 
 def timing_table():
+    """Medians of alloc+free pairs, pyalloc against the system allocator,
+    with the GIL held (pyalloc's PyMem path) and released (its private heap)."""
     rows = []
-    for size in TIMING_SIZES:
-        runs = {name: [] for name in ("pyalloc", "system")}
-        for _ in range(5):
-            for name in runs:  # interleaved, so both see the same machine
-                runs[name].append(_pyalloc._time_pairs(name, size, 2000))
-        pyalloc_ns = statistics.median(runs["pyalloc"])
-        system_ns = statistics.median(runs["system"])
-        rows.append({"size": size, "pyalloc_ns": pyalloc_ns, "system_ns": system_ns, "ratio": pyalloc_ns / system_ns})
+    for release_gil in (False, True):
+        for size in TIMING_SIZES:
+            runs = {name: [] for name in ("pyalloc", "system")}
+            for _ in range(5):
+                for name in runs:  # interleaved, so both see the same machine
+                    runs[name].append(_pyalloc._time_pairs(name, size, 2000, release_gil))
+            pyalloc_ns = statistics.median(runs["pyalloc"])
+            system_ns = statistics.median(runs["system"])
+            rows.append(
+                {
+                    "gil": "released" if release_gil else "held",
+                    "size": size,
+                    "pyalloc_ns": pyalloc_ns,
+                    "system_ns": system_ns,
+                    "ratio": pyalloc_ns / system_ns,
+                }
+            )
     return rows
 
 
@@ -129,16 +127,21 @@ def print_report(report):
     for name, value in report["stats"].items():
         print(f"  {name:<18} {value}")
     print()
-    print("alloc+free pair, 64 live, GIL held (median of 5; pyalloc takes its PyMem path here):")
-    print(f"  {'size':>6}  {'pyalloc':>9}  {'system':>9}  {'ratio':>6}")
+    print("alloc+free pair, 64 live (median of 5; with the GIL pyalloc takes its PyMem path, without it its private heap):")
+    print(f"  {'GIL':>8}  {'size':>6}  {'pyalloc':>9}  {'system':>9}  {'ratio':>6}")
     for row in report["timing_ns_per_pair"]:
-        print(f"  {row['size']:>6}  {row['pyalloc_ns']:>7.1f}ns  {row['system_ns']:>7.1f}ns  {row['ratio']:>5.2f}x")
+        print(
+            f"  {row['gil']:>8}  {row['size']:>6}  {row['pyalloc_ns']:>7.1f}ns  {row['system_ns']:>7.1f}ns"
+            f"  {row['ratio']:>5.2f}x"
+        )
     print()
     print("all checks passed" if report["ok"] else "SOME CHECKS FAILED")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m pyalloc", description=__doc__.splitlines()[0])
+    summary = __doc__.split("\n\n")[0].split(": ", 1)[1].replace("\n", " ")
+    description = summary[0].upper() + summary[1:]
+    parser = argparse.ArgumentParser(prog="python -m pyalloc", description=description)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     report = build_report()

@@ -1,9 +1,17 @@
 """Every test ends with pyalloc's deferred queue empty once a GIL holder has
-collected: no pymem block released without the GIL is left behind."""
+collected: no PyMem block released without the GIL is left behind. The
+shared helpers live in tests/support/pyalloc_checks.py (also used by the
+Rust tests); this puts them on the path."""
+
+import sys
+from pathlib import Path
 
 import pytest
 
 import pyalloc
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 
 @pytest.fixture(autouse=True)

@@ -17,11 +17,6 @@ import pyalloc
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "mixed_extension"
-INNER_RUN = os.environ.get("PYALLOC_INNER_RUN") == "1"
-
-pytestmark = pytest.mark.skipif(
-    INNER_RUN or not EXAMPLE.is_dir(), reason="needs the source tree; builds are not repeated in the inner run"
-)
 
 
 def build_inplace(project, env_changes=None):
@@ -128,14 +123,14 @@ def test_a_second_build_ext_run_in_one_process_adds_nothing(tmp_path, cargo_targ
     assert result.stdout.split()[-2:] == ["1", "1"], "one archive, one set of link flags"
 
 
-def write_project(root, manifest, crate_toml=None, extra_objects=()):
+def write_project(root, manifest, crate_toml=None, extra_objects=(), lib_rs="", options=""):
     """A one-extension project whose setup.py uses pyalloc.setuptools."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "t.c").write_text("#include <Python.h>\n")
     if crate_toml is not None:
         (root / "crate" / "src").mkdir(parents=True)
         (root / "crate" / "Cargo.toml").write_text(textwrap.dedent(crate_toml))
-        (root / "crate" / "src" / "lib.rs").write_text("")
+        (root / "crate" / "src" / "lib.rs").write_text(lib_rs)
     (root / "setup.py").write_text(
         textwrap.dedent(
             f"""
@@ -143,8 +138,8 @@ def write_project(root, manifest, crate_toml=None, extra_objects=()):
             from pyalloc.setuptools import RustStaticExtension, build_ext
             setup(
                 name="t",
-                ext_modules=[RustStaticExtension("t._t", sources=["t.c"], cargo_manifest={manifest!r},
-                                                 extra_objects={list(extra_objects)!r})],
+                ext_modules=[RustStaticExtension("_t", sources=["t.c"], cargo_manifest={manifest!r},
+                                                 extra_objects={list(extra_objects)!r}{options})],
                 cmdclass={{"build_ext": build_ext}},
             )
             """
@@ -162,22 +157,28 @@ CRATE_HEAD = """
 """
 
 
+STATICLIB_ON_PYALLOC = CRATE_HEAD + '[lib]\ncrate-type = ["staticlib"]\n[dependencies]\npyalloc = "0.1"\n'
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
         ("no cargo", "cargo was not found: install Rust"),
-        ("no manifest", "does not exist"),
+        ("no manifest", "does not exist: give the crate's Cargo.toml"),
         ("not a staticlib", 'builds no static library: add crate-type = ["staticlib"]'),
-        ("no pyalloc dependency", "does not depend on pyalloc"),
+        ("no pyalloc dependency", "does not depend on pyalloc: add pyalloc = \"0.1\" to its [dependencies]"),
         ("two Rust static libraries", "would link two Rust static libraries"),
         ("a list of crates", "link one crate per extension"),
+        ("its own global allocator", "declares its own #[global_allocator], and pyalloc's global-allocator feature"),
+        ("a Rust error", "cargo failed to build the static library of user-crate: fix the errors it printed above"),
     ],
 )
-def test_each_mistake_gets_one_clear_sentence(tmp_path, case, message):
-    env = {}
+def test_each_mistake_gets_one_clear_sentence(tmp_path, case, message, cargo_target):
+    env = {"CARGO_TARGET_DIR": str(cargo_target), "PYALLOC_BUILD_PROFILE": "debug"}
     manifest = "crate/Cargo.toml"
-    crate_toml = CRATE_HEAD + '[lib]\ncrate-type = ["staticlib"]\n[dependencies]\npyalloc = "0.1"\n'
+    crate_toml = STATICLIB_ON_PYALLOC
     extra_objects = ()
+    lib_rs = ""
     if case == "no cargo":
         env = {"CARGO": None, "PATH": "/usr/bin:/bin"}
     elif case == "no manifest":
@@ -190,8 +191,70 @@ def test_each_mistake_gets_one_clear_sentence(tmp_path, case, message):
         extra_objects = (pyalloc.get_library(),)
     elif case == "a list of crates":
         manifest = ["crate/Cargo.toml", "other/Cargo.toml"]
-    project = write_project(tmp_path / "project", manifest, crate_toml, extra_objects)
+    elif case == "its own global allocator":
+        lib_rs = "#[global_allocator]\nstatic GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;\n"
+    elif case == "a Rust error":
+        lib_rs = "fn broken() -> u8 { \"not a number\" }\n"
+    project = write_project(tmp_path / "project", manifest, crate_toml, extra_objects, lib_rs)
     result = build_inplace(project, env)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert message in output, output
+    assert "rustup update" not in output
+
+
+def test_a_crate_directory_is_a_manifest_too(tmp_path, cargo_target):
+    project = write_project(tmp_path / "project", "crate", STATICLIB_ON_PYALLOC)
+    result = build_inplace(project, {"CARGO_TARGET_DIR": str(cargo_target), "PYALLOC_BUILD_PROFILE": "debug"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+HAND_OFF_RS = """
+#[no_mangle]
+pub extern "C" fn t_hand_off() -> usize {
+    match pyalloc::into_pymem(vec![7u8; 10]) {
+        Ok(block) => {
+            let (pointer, len) = block.into_raw();
+            // SAFETY: a block into_pymem handed over, released once.
+            unsafe { pyalloc::pyalloc_free(pointer.cast()) };
+            len
+        }
+        Err(_) => 0,
+    }
+}
+"""
+
+HAND_OFF_C = """
+#include <Python.h>
+size_t t_hand_off(void);
+static PyObject *hand_off(PyObject *m, PyObject *u) { (void)m; (void)u; return PyLong_FromSize_t(t_hand_off()); }
+static PyMethodDef methods[] = {{"hand_off", hand_off, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, .m_name = "_t", .m_methods = methods};
+PyMODINIT_FUNC PyInit__t(void) { return PyModuleDef_Init(&def); }
+"""
+
+
+def test_without_pyalloc_as_the_global_allocator_build_and_run_say_so(tmp_path, cargo_target):
+    # The crate keeps the system allocator: every hand-off is a copy. The
+    # build says so, and so does the first hand-off at run time.
+    project = write_project(
+        tmp_path / "project",
+        "crate/Cargo.toml",
+        STATICLIB_ON_PYALLOC,
+        lib_rs=HAND_OFF_RS,
+        options=", pyalloc_global_allocator=False",
+    )
+    (project / "t.c").write_text(HAND_OFF_C)
+    result = build_inplace(project, {"CARGO_TARGET_DIR": str(cargo_target), "PYALLOC_BUILD_PROFILE": "debug"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "links pyalloc's C API without PyAlloc as its global allocator" in result.stderr
+    run = subprocess.run(
+        [sys.executable, "-c", "import _t; print(_t.hand_off(), _t.hand_off())"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["10", "10"]
+    assert run.stderr.count("PyAlloc is not this program's #[global_allocator]") == 1, run.stderr

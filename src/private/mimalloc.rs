@@ -9,8 +9,8 @@
 //! 1 GiB: one copy per extension module would otherwise claim gigabytes of
 //! address space, which fails under `ulimit -v`.
 //!
-//! In front of it, each thread keeps one *spare*: the last block above
-//! `SPARE_MIN` bytes that it freed, reused by its next allocation that fits.
+//! In front of it, each thread keeps one *spare*: a block above `SPARE_MIN`
+//! bytes that it freed, reused by its next allocation that fits.
 //! mimalloc 2 retires a page that becomes empty, and gives a large page back
 //! to its segment, at a cost of 20 ns to 1 us per block (a segment's metadata
 //! is rebuilt each time); a thread that allocates and frees one buffer at a
@@ -63,8 +63,9 @@ pub(super) fn bypassed() -> bool {
     BYPASSED.load(Relaxed)
 }
 
-/// Blocks of more than this many bytes may become the spare.
-const SPARE_MIN: usize = 1024;
+/// Blocks of more than this many bytes may become the spare: the private
+/// heap's `LARGE`, which is what its owner word's size flag tells.
+const SPARE_MIN: usize = super::LARGE;
 /// Nor of more than this: the most memory a thread holds on to.
 const SPARE_MAX: usize = 16 << 20;
 
@@ -118,8 +119,7 @@ pub(super) fn allocate(total: usize, zeroed: bool) -> *mut u8 {
 fn take_spare(total: usize) -> Option<*mut u8> {
     SPARE
         .try_with(|spare| {
-            let usable = spare.usable.get();
-            if usable < total || usable / 2 > total {
+            if !fits(spare.usable.get(), total) {
                 return None;
             }
             spare.usable.set(0);
@@ -138,17 +138,22 @@ pub(super) unsafe fn resize(start: *mut u8, total: usize) -> *mut u8 {
     unsafe { mi_realloc(start.cast(), total).cast() }
 }
 
-/// Frees a block, or keeps it as this thread's spare. `total`, when known, is
-/// a lower bound of its size.
+/// Frees a block, or keeps it as this thread's spare: when the thread has
+/// none, or when the one it has would not serve a request of this block's
+/// size (the program has moved on to other sizes). `total`, when known, is a
+/// lower bound of its size (`LARGE` or less says it is no candidate).
 ///
 /// # Safety
 /// `start` is a live block from this backend, not used afterwards.
 #[inline]
 pub(super) unsafe fn release(start: *mut u8, total: Option<usize>) {
     if total.map_or(true, |total| total > SPARE_MIN) {
-        // SAFETY: a live mimalloc block.
-        let usable = unsafe { mi_usable_size(start.cast()) };
-        if usable > SPARE_MIN && usable <= SPARE_MAX && keep_as_spare(start, usable) {
+        if let Some(evicted) = keep_as_spare(start, total) {
+            if !evicted.is_null() {
+                // SAFETY: the previous spare, a live mimalloc block that the
+                // slot gave up.
+                unsafe { mi_free(evicted.cast()) };
+            }
             return;
         }
     }
@@ -156,18 +161,32 @@ pub(super) unsafe fn release(start: *mut u8, total: Option<usize>) {
     unsafe { mi_free(start.cast()) }
 }
 
-/// Makes `block` this thread's spare, freeing the previous one. False when
-/// the thread's slot is gone (late in thread exit).
-fn keep_as_spare(block: *mut u8, usable: usize) -> bool {
+/// Makes `block` this thread's spare, as `release` says; returns the spare it
+/// replaces (or NULL), or None when `block` is not kept: too small or too
+/// large, the current spare fits its size, or the thread's slot is gone
+/// (late in its exit).
+fn keep_as_spare(block: *mut u8, total: Option<usize>) -> Option<*mut u8> {
     SPARE
         .try_with(|spare| {
-            let previous = spare.block.replace(block);
-            spare.usable.set(usable);
-            if !previous.is_null() {
-                // SAFETY: the previous spare was a live mimalloc block owned
-                // by the slot, which now holds `block` instead.
-                unsafe { mi_free(previous.cast()) };
+            let current = spare.block.get();
+            if !current.is_null() && total.is_some_and(|total| fits(spare.usable.get(), total)) {
+                return None;
             }
+            // SAFETY: a live mimalloc block.
+            let usable = unsafe { mi_usable_size(block.cast()) };
+            if usable <= SPARE_MIN || usable > SPARE_MAX {
+                return None;
+            }
+            spare.block.set(block);
+            spare.usable.set(usable);
+            Some(current)
         })
-        .is_ok()
+        .ok()
+        .flatten()
+}
+
+/// Whether a spare of `usable` bytes serves a request of `total`: large
+/// enough, and not more than twice as large.
+fn fits(usable: usize, total: usize) -> bool {
+    usable >= total && usable / 2 <= total
 }

@@ -42,10 +42,15 @@ use crate::sys;
 /// to 16 bytes to reach 16 mod 32.
 const SLACK: usize = 32;
 /// Owner-word flags (this copy's own): the backend block starts 32 bytes
-/// before the user pointer rather than 16; it is a system allocator block.
+/// before the user pointer rather than 16; it is a system allocator block;
+/// it is larger than `LARGE` bytes (the backend may want its usable size
+/// when it is freed, which is not worth asking for small ones).
 const STARTS_32_BEFORE: usize = 1;
 const SYSTEM_BLOCK: usize = 2;
+const LARGE_BLOCK: usize = 4;
 const OWNER_FLAGS: usize = 0xf;
+/// The backend block size above which a block is `LARGE_BLOCK`.
+const LARGE: usize = 1024;
 /// `Owner::magic` of ABI version 1: "pyalloc\x01".
 const OWNER_MAGIC: u64 = u64::from_le_bytes(*b"pyalloc\x01");
 
@@ -112,26 +117,32 @@ pub(crate) struct PrivateBlock {
 
 /// The private block at `p`, if `p` is one. O(1); reads at most the 16
 /// bytes before `p`, only when `p` is 16 mod 32.
+///
+/// # Safety
+/// `p` is a live block of some allocator (any alignment, any header).
 #[inline]
-pub(crate) fn classify(p: *mut u8) -> Option<PrivateBlock> {
+pub(crate) unsafe fn classify(p: *mut u8) -> Option<PrivateBlock> {
     if p as usize % 32 != 16 {
         return None;
     }
-    // SAFETY: `p` is a live block of some allocator (callers' contract) and
-    // 16 mod 32, so `p - 16` is on the same page as `p` (a page is 4096
-    // aligned and p mod 4096 >= 16): readable memory, whatever the block is.
+    // SAFETY: `p` is a live block (the caller's promise), so the page it is
+    // on is mapped; it is 16 mod 32, so `p - 16` is on that same page (pages
+    // are 4096-aligned and p mod 4096 >= 16): readable, whatever the block.
     let (owner_word, check) = unsafe { read_words(p) };
     (check == cookie() ^ p as usize ^ owner_word).then_some(PrivateBlock { user: p, owner_word })
 }
 
-/// Reads the owner and check words before `p`. Out of line, and volatile,
-/// because for a block of another allocator these bytes are not the block's:
-/// no optimiser may reason about them, and valgrind's suppression for this
-/// read (`c_tests/valgrind-python.supp`) names this function.
+/// Reads the owner and check words before `p`. Volatile, because for a
+/// block of another allocator these bytes are not the block's: no optimiser
+/// may reason about them. Inlined (an out-of-line call costs the free path
+/// a nanosecond), but valgrind, which reports the read for a `malloc` block,
+/// still sees this function in the debug information's inline records:
+/// `c_tests/valgrind-python.supp` suppresses exactly this read, in a build
+/// with debug information (pyalloc's profiles keep it).
 ///
 /// # Safety
 /// `p - 16 .. p` is readable.
-#[inline(never)]
+#[inline(always)]
 unsafe fn read_words(p: *mut u8) -> (usize, usize) {
     // SAFETY: as the caller promises; both words are 8-aligned (p is 16-aligned).
     unsafe {
@@ -157,27 +168,37 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
     }
     stats::bump(Hot::PrivateAllocs);
     // SAFETY: a fresh backend block of `total` bytes.
-    unsafe { mark(start, backend, cookie) }
+    unsafe { mark(start, backend | size_flag(total), cookie) }
+}
+
+/// `LARGE_BLOCK` for a backend block of `total` bytes above `LARGE`.
+#[inline]
+fn size_flag(total: usize) -> usize {
+    if total > LARGE {
+        LARGE_BLOCK
+    } else {
+        0
+    }
 }
 
 /// Places the user pointer at 16 mod 32 inside a fresh (or just resized)
 /// backend block and writes its two words, the owner word carrying the
-/// `backend` flag. Returns the user pointer.
+/// backend and size `flags`. Returns the user pointer.
 ///
 /// # Safety
 /// `start` is a live backend block of at least `SLACK + 1` bytes.
 #[inline]
-unsafe fn mark(start: *mut u8, backend: usize, cookie: usize) -> *mut u8 {
+unsafe fn mark(start: *mut u8, flags: usize, cookie: usize) -> *mut u8 {
     if start as usize % 16 != 0 {
         sys::fatal("the private heap", "returned a block that is not 16-byte aligned");
     }
-    let (offset, flags) = if start as usize % 32 == 0 {
+    let (offset, placement) = if start as usize % 32 == 0 {
         (16, 0)
     } else {
         (32, STARTS_32_BEFORE)
     };
     let user = start.wrapping_add(offset);
-    let owner_word = ptr::addr_of!(OWNER) as usize | flags | backend;
+    let owner_word = ptr::addr_of!(OWNER) as usize | placement | flags;
     // SAFETY: `offset <= SLACK`, so both words lie inside the block, 8-aligned.
     unsafe {
         user.sub(16).cast::<usize>().write(owner_word);
@@ -186,6 +207,15 @@ unsafe fn mark(start: *mut u8, backend: usize, cookie: usize) -> *mut u8 {
             .write(cookie ^ user as usize ^ owner_word);
     }
     user
+}
+
+/// Whether `p` is a private block made by this copy of pyalloc.
+///
+/// # Safety
+/// `p` is a live block of some allocator.
+pub(crate) unsafe fn is_own(p: *mut u8) -> bool {
+    // SAFETY: as the caller promises.
+    unsafe { classify(p) }.is_some_and(|block| block.owner().is_none())
 }
 
 impl PrivateBlock {
@@ -240,7 +270,12 @@ impl PrivateBlock {
             Some(owner) => unsafe { (owner.release)(self.user) },
             None => {
                 self.unmark();
-                let total = size.map(|size| size.max(1) + SLACK);
+                // Small blocks tell the backend so, sparing it a question.
+                let total = match size {
+                    Some(size) => Some(size.max(1) + SLACK),
+                    None if self.owner_word & LARGE_BLOCK == 0 => Some(LARGE),
+                    None => None,
+                };
                 // SAFETY: this copy's backend block, given up by the caller,
                 // released by the backend that made it.
                 unsafe {
@@ -288,7 +323,13 @@ impl PrivateBlock {
         };
         if start.is_null() {
             // SAFETY: the block is unchanged; restore its mark.
-            unsafe { mark(self.start(), self.backend(), cookie) };
+            unsafe {
+                mark(
+                    self.start(),
+                    self.owner_word & (SYSTEM_BLOCK | LARGE_BLOCK),
+                    cookie,
+                )
+            };
             return ptr::null_mut();
         }
         // The backend kept the bytes at the old offset; move them when the
@@ -301,7 +342,7 @@ impl PrivateBlock {
             unsafe { ptr::copy(start.add(old_offset), start.add(new_offset), kept) };
         }
         // SAFETY: a live backend block of `total` bytes.
-        unsafe { mark(start, self.backend(), cookie) }
+        unsafe { mark(start, self.backend() | size_flag(total), cookie) }
     }
 }
 
@@ -318,7 +359,8 @@ fn unreachable_backend() -> ! {
 
 /// `Owner::release` for other copies: they classified `user` as this copy's.
 unsafe extern "C" fn release_for_another_copy(user: *mut u8) {
-    match classify(user) {
+    // SAFETY: another copy found `user` to be a live private block.
+    match unsafe { classify(user) } {
         // SAFETY: the other copy gives the block up.
         Some(block) => unsafe { block.release(None) },
         None => sys::fatal(
@@ -330,7 +372,8 @@ unsafe extern "C" fn release_for_another_copy(user: *mut u8) {
 
 /// `Owner::resize` for other copies.
 unsafe extern "C" fn resize_for_another_copy(user: *mut u8, new_size: usize) -> *mut u8 {
-    match classify(user) {
+    // SAFETY: another copy found `user` to be a live private block.
+    match unsafe { classify(user) } {
         // SAFETY: a live block of this copy, as the other copy found.
         Some(block) => unsafe { block.resize(None, new_size) },
         None => sys::fatal(

@@ -106,6 +106,17 @@ def test_result_is_the_rust_block_without_a_copy():
     assert list(view[:3]) == [0, 1, 2]
 
 
+def test_this_modules_own_pyalloc_counts_its_blocks():
+    # Each extension links its own copy of pyalloc: utf8scan.pyalloc_stats()
+    # (one line of its C, PYALLOC_STATS_METHODDEF) shows this one's counters.
+    before = utf8scan.pyalloc_stats()
+    results = [utf8scan.invalid_offsets(b"\xff" * 10) for _ in range(5)]
+    after = utf8scan.pyalloc_stats()
+    assert after["pymem_allocs"] >= before["pymem_allocs"] + 5
+    assert after["rehomed"] == before["rehomed"], "no copy: PyAlloc is the crate's global allocator"
+    del results
+
+
 def test_tracemalloc_attributes_the_rust_result_to_this_line():
     data = b"\xff" * (2 << 20)  # 2 Mi invalid bytes: 16 MiB of offsets
     tracemalloc.start()

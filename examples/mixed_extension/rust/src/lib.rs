@@ -1,15 +1,15 @@
 //! The hot function of the `utf8scan` extension: where a byte string stops
 //! being UTF-8. Its result is built in Rust and handed to C as a block that C
 //! owns and releases with `PyMem_Free`; no copy is made.
+//!
+//! Every Rust allocation of the extension goes to CPython's PyMem heap when
+//! the GIL is held, so tracemalloc sees it and C may `PyMem_Free` it:
+//! pyalloc.setuptools builds this crate with pyalloc's `global-allocator`
+//! feature, which makes `pyalloc::PyAlloc` its global allocator.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use core::ptr;
-
-/// Every Rust allocation of the extension goes to CPython's PyMem heap when
-/// the GIL is held, so tracemalloc sees it and C may `PyMem_Free` it.
-#[global_allocator]
-static GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;
 
 /// Calls `found` with the offset of the first byte of every invalid UTF-8
 /// sequence in `bytes` (the "maximal subpart" rule, as Python's own decoder
@@ -64,8 +64,8 @@ pub unsafe extern "C" fn utf8scan_invalid_offsets(
             // SAFETY: as above.
             unsafe { count.write(found) };
             let block = block.into_raw().0;
-            // PyMem blocks are 16-aligned (pyalloc checks it), so C may read
-            // them as uint64_t.
+            // PyMem blocks are at least 8-aligned (pyalloc checks it), so C
+            // may read them as uint64_t.
             debug_assert_eq!(block as usize % core::mem::align_of::<u64>(), 0);
             block.cast()
         }

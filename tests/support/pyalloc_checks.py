@@ -1,16 +1,26 @@
-"""Reads valgrind memcheck output and fails when it shows an error, or a
-block that pyalloc's own code allocated and lost. The one copy of this logic:
-the C tests (tests/c_api.rs) and the Python suite (python/tests) both run it.
+"""pyalloc's shared test helpers in Python: the Python suite (python/tests)
+imports them, and the C tests (tests/c_api.rs) run this file as a script to
+read valgrind's logs, so each check exists once.
 
-    python valgrind_report.py --sources DIR [--sources DIR ...] LOG...
+    python pyalloc_checks.py valgrind --sources DIR [--sources DIR ...] LOG...
 
-Exit status 0 when clean; otherwise 1, with the offending records printed.
+exits 0 when every log is clean (no error, no block that pyalloc's own code
+allocated and lost); otherwise 1, with the offending records printed.
 """
 
 import argparse
 import re
+import subprocess
 import sys
 from pathlib import Path
+
+
+def run_snippet(code, env=None, timeout=120):
+    """Runs Python code in a fresh interpreter (this one, with `env` or this
+    environment); returns its stdout, failing on a non-zero exit."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 # Frames that only pass an allocation through: the C and PyMem allocators and
 # Rust's allocation plumbing (std's frames name their files under library/).
@@ -62,7 +72,7 @@ def allocated_by(record, sources):
     return False
 
 
-def problems(output, sources):
+def valgrind_problems(output, sources):
     """Error summaries that are not clean, and leaks of pyalloc's blocks."""
     found = []
     if "ERROR SUMMARY:" not in output:
@@ -77,12 +87,14 @@ def problems(output, sources):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sources", action="append", required=True, help="a directory of pyalloc's own code")
-    parser.add_argument("logs", nargs="+")
+    parser = argparse.ArgumentParser(description="Check valgrind logs of pyalloc's tests.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    valgrind = commands.add_parser("valgrind", help="no error, no block of pyalloc's code lost")
+    valgrind.add_argument("--sources", action="append", required=True, help="a directory of pyalloc's own code")
+    valgrind.add_argument("logs", nargs="+")
     args = parser.parse_args(argv)
     sources = source_names(args.sources)
-    bad = [f"{log}:\n{problem}" for log in args.logs for problem in problems(Path(log).read_text(), sources)]
+    bad = [f"{log}:\n{problem}" for log in args.logs for problem in valgrind_problems(Path(log).read_text(), sources)]
     if bad:
         print("\n\n".join(bad))
         return 1
