@@ -9,12 +9,12 @@
 //! 1 GiB: one copy per extension module would otherwise claim gigabytes of
 //! address space, which fails under `ulimit -v`.
 //!
-//! In front of it, each thread keeps one *spare*: a block above `SPARE_MIN`
-//! bytes that it freed, reused by its next allocation that fits.
-//! mimalloc 2 retires a page that becomes empty, and gives a large page back
-//! to its segment, at a cost of 20 ns to 1 us per block (a segment's metadata
-//! is rebuilt each time); a thread that allocates and frees one buffer at a
-//! time would pay it every time. The spare is freed when its thread exits.
+//! In front of it, each thread keeps one *spare*: the last block it freed,
+//! reused by its next allocation of a size it fits. mimalloc 2 retires a page
+//! that becomes empty, and gives a large page back to its segment, at a cost
+//! of 5 ns to 1 us per block (a segment's metadata is rebuilt each time); a
+//! thread that allocates and frees one buffer at a time would pay it every
+//! time. The spare is freed when its thread exits.
 
 use core::cell::Cell;
 use core::ffi::{c_int, c_long, c_void};
@@ -63,45 +63,50 @@ pub(super) fn bypassed() -> bool {
     BYPASSED.load(Relaxed)
 }
 
-/// Blocks of more than this many bytes may become the spare: the private
-/// heap's `LARGE`, which is what its owner word's size flag tells.
-const SPARE_MIN: usize = super::LARGE;
-/// Nor of more than this: the most memory a thread holds on to.
+/// The most memory a spare may hold on to.
 const SPARE_MAX: usize = 16 << 20;
 
-/// A thread's spare block and its usable size (0: none).
-struct Spare {
-    block: Cell<*mut u8>,
-    usable: Cell<usize>,
+thread_local! {
+    /// This thread's spare block, or NULL.
+    static SPARE: Cell<*mut u8> = const { Cell::new(ptr::null_mut()) };
+    /// What the spare holds: at least this many bytes. `GONE` once the
+    /// thread's locals are being torn down: nothing is kept from then on.
+    static SPARE_CAPACITY: Cell<usize> = const { Cell::new(0) };
+    /// Frees the spare when the thread exits; touched once, when the thread
+    /// first keeps one (a destructor is registered on first use).
+    static SPARE_GUARD: SpareGuard = const { SpareGuard };
 }
 
-impl Drop for Spare {
+const GONE: usize = usize::MAX;
+
+struct SpareGuard;
+
+impl Drop for SpareGuard {
     fn drop(&mut self) {
-        let block = self.block.replace(ptr::null_mut());
+        SPARE_CAPACITY.with(|capacity| capacity.set(GONE));
+        let block = SPARE.with(|spare| spare.replace(ptr::null_mut()));
         if !block.is_null() {
-            // SAFETY: the spare is a live mimalloc block owned by this slot.
+            // SAFETY: the spare is a live mimalloc block owned by the slot.
             unsafe { mi_free(block.cast()) };
         }
     }
 }
 
-thread_local! {
-    static SPARE: Spare = const {
-        Spare {
-            block: Cell::new(ptr::null_mut()),
-            usable: Cell::new(0),
-        }
-    };
+/// Whether a block of `capacity` bytes serves a request of `total`: large
+/// enough, and not more than twice as large.
+#[inline]
+fn fits(capacity: usize, total: usize) -> bool {
+    capacity >= total && capacity / 2 <= total
 }
 
 /// A 16-aligned block of `total` (> 32) bytes, zero-filled when `zeroed`;
 /// NULL on failure.
 #[inline]
 pub(super) fn allocate(total: usize, zeroed: bool) -> *mut u8 {
-    if !zeroed && total > SPARE_MIN {
-        if let Some(spare) = take_spare(total) {
-            return spare;
-        }
+    let capacity = SPARE_CAPACITY.with(Cell::get);
+    if !zeroed && capacity != GONE && fits(capacity, total) {
+        SPARE_CAPACITY.with(|capacity| capacity.set(0));
+        return SPARE.with(|spare| spare.replace(ptr::null_mut()));
     }
     // SAFETY: mimalloc accepts any size and returns NULL on failure; blocks
     // of 16 bytes or more are 16-aligned (MI_MAX_ALIGN_SIZE).
@@ -114,21 +119,6 @@ pub(super) fn allocate(total: usize, zeroed: bool) -> *mut u8 {
     }
 }
 
-/// The spare, if it holds at least `total` bytes and not more than twice
-/// that; it leaves the slot.
-fn take_spare(total: usize) -> Option<*mut u8> {
-    SPARE
-        .try_with(|spare| {
-            if !fits(spare.usable.get(), total) {
-                return None;
-            }
-            spare.usable.set(0);
-            Some(spare.block.replace(ptr::null_mut()))
-        })
-        .ok()
-        .flatten()
-}
-
 /// # Safety
 /// `start` is a live block from this backend; on success it is not used
 /// afterwards.
@@ -138,17 +128,27 @@ pub(super) unsafe fn resize(start: *mut u8, total: usize) -> *mut u8 {
     unsafe { mi_realloc(start.cast(), total).cast() }
 }
 
-/// Frees a block, or keeps it as this thread's spare: when the thread has
-/// none, or when the one it has would not serve a request of this block's
-/// size (the program has moved on to other sizes). `total`, when known, is a
-/// lower bound of its size (`LARGE` or less says it is no candidate).
+/// Frees a block, or keeps it as this thread's spare, freeing the previous
+/// one: when the thread has none, or when the one it has would not serve a
+/// request of this block's size (the program has moved on to other sizes).
+/// `total` is a lower bound of its size when known; `large` says whether it
+/// is above the private heap's `LARGE` (worth asking mimalloc its size).
 ///
 /// # Safety
 /// `start` is a live block from this backend, not used afterwards.
 #[inline]
-pub(super) unsafe fn release(start: *mut u8, total: Option<usize>) {
-    if total.map_or(true, |total| total > SPARE_MIN) {
-        if let Some(evicted) = keep_as_spare(start, total) {
+pub(super) unsafe fn release(start: *mut u8, total: Option<usize>, large: bool) {
+    let current = SPARE_CAPACITY.with(Cell::get);
+    let keep = current != GONE && total.map_or(current == 0 || large, |total| !fits(current, total));
+    if keep {
+        let capacity = match total {
+            Some(total) => total,
+            // SAFETY: a live mimalloc block.
+            None => unsafe { mi_usable_size(start.cast()) },
+        };
+        if capacity <= SPARE_MAX && SPARE_GUARD.try_with(|_| ()).is_ok() {
+            let evicted = SPARE.with(|spare| spare.replace(start));
+            SPARE_CAPACITY.with(|slot| slot.set(capacity));
             if !evicted.is_null() {
                 // SAFETY: the previous spare, a live mimalloc block that the
                 // slot gave up.
@@ -159,34 +159,4 @@ pub(super) unsafe fn release(start: *mut u8, total: Option<usize>) {
     }
     // SAFETY: a live mimalloc block, given up by the caller.
     unsafe { mi_free(start.cast()) }
-}
-
-/// Makes `block` this thread's spare, as `release` says; returns the spare it
-/// replaces (or NULL), or None when `block` is not kept: too small or too
-/// large, the current spare fits its size, or the thread's slot is gone
-/// (late in its exit).
-fn keep_as_spare(block: *mut u8, total: Option<usize>) -> Option<*mut u8> {
-    SPARE
-        .try_with(|spare| {
-            let current = spare.block.get();
-            if !current.is_null() && total.is_some_and(|total| fits(spare.usable.get(), total)) {
-                return None;
-            }
-            // SAFETY: a live mimalloc block.
-            let usable = unsafe { mi_usable_size(block.cast()) };
-            if usable <= SPARE_MIN || usable > SPARE_MAX {
-                return None;
-            }
-            spare.block.set(block);
-            spare.usable.set(usable);
-            Some(current)
-        })
-        .ok()
-        .flatten()
-}
-
-/// Whether a spare of `usable` bytes serves a request of `total`: large
-/// enough, and not more than twice as large.
-fn fits(usable: usize, total: usize) -> bool {
-    usable >= total && usable / 2 <= total
 }

@@ -219,11 +219,18 @@ pub(crate) unsafe fn is_own(p: *mut u8) -> bool {
 }
 
 impl PrivateBlock {
+    /// Another copy's `Owner`, or None when this copy owns the block.
+    #[inline]
     fn owner(self) -> Option<&'static Owner> {
         let owner = (self.owner_word & !OWNER_FLAGS) as *const Owner;
         if ptr::eq(owner, &OWNER) {
             return None;
         }
+        self.other_owner(owner)
+    }
+
+    #[cold]
+    fn other_owner(self, owner: *const Owner) -> Option<&'static Owner> {
         // SAFETY: the check word, which only a copy of pyalloc writes, says
         // this address is another copy's `Owner`, a static that lives as long
         // as that copy (extension modules are never unloaded).
@@ -270,19 +277,15 @@ impl PrivateBlock {
             Some(owner) => unsafe { (owner.release)(self.user) },
             None => {
                 self.unmark();
-                // Small blocks tell the backend so, sparing it a question.
-                let total = match size {
-                    Some(size) => Some(size.max(1) + SLACK),
-                    None if self.owner_word & LARGE_BLOCK == 0 => Some(LARGE),
-                    None => None,
-                };
+                let total = size.map(|size| size.max(1) + SLACK);
+                let large = self.owner_word & LARGE_BLOCK != 0;
                 // SAFETY: this copy's backend block, given up by the caller,
                 // released by the backend that made it.
                 unsafe {
                     match self.backend() {
-                        SYSTEM_BLOCK => system::release(self.start(), total),
+                        SYSTEM_BLOCK => system::release(self.start(), total, large),
                         #[cfg(feature = "mimalloc")]
-                        _ => mimalloc::release(self.start(), total),
+                        _ => mimalloc::release(self.start(), total, large),
                         #[cfg(not(feature = "mimalloc"))]
                         _ => unreachable_backend(),
                     }
