@@ -7,8 +7,6 @@
 #include "harness.h"
 
 #include <dlfcn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 enum { COPIES = 12 };
 
@@ -110,28 +108,22 @@ static void *keep_one(void *out) {
     return NULL;
 }
 
+static int child_frees_the_parents_block(void *block) {
+    int ok = has_pattern(block, 777, 4) && !copies[0].is_pymem(block);
+    copies[9].free(block);
+    void *fresh = copies[2].malloc(50);
+    ok = ok && fresh != NULL;
+    copies[11].free(fresh);
+    return ok;
+}
+
 /* A forked child keeps its parent's private blocks and its cookie. */
 static void fork_keeps_private_blocks(void) {
     void *block = NULL;
     run_on_plain_thread(keep_one, &block);
     CHECK(block != NULL && !copies[7].is_pymem(block));
     fill_pattern(block, 777, 4);
-    PyOS_BeforeFork();
-    pid_t pid = fork();
-    if (pid == 0) {
-        PyOS_AfterFork_Child();
-        int ok = has_pattern(block, 777, 4) && !copies[0].is_pymem(block);
-        copies[9].free(block);
-        void *fresh = copies[2].malloc(50);
-        ok = ok && fresh != NULL;
-        copies[11].free(fresh);
-        _exit(ok ? 0 : 1);
-    }
-    PyOS_AfterFork_Parent();
-    CHECK(pid > 0);
-    int status = 0;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    fork_and_check(child_frees_the_parents_block, block);
     copies[5].free(block);
 }
 

@@ -6,9 +6,6 @@
  * PyMem_Malloc (API 'm'), has intact guard bytes, and that the GIL is held. */
 #include "harness.h"
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 static void rust_hex_freed_by_c(void) {
     const uint8_t data[] = {0x00, 0x1f, 0xab, 0xff, 0x10};
     size_t len = 0;
@@ -266,6 +263,15 @@ static void parallel_demo_with_and_without_gil(void) {
     pyalloc_collect();
 }
 
+static int child_frees_its_copy_of_the_queue(void *arg) {
+    const pyalloc_stats *before = arg;
+    int ok = pyalloc_collect() == 1 && stats_now().deferred_pending == before->deferred_pending;
+    void *block = pyalloc_malloc(64);
+    ok = ok && block != NULL && pyalloc_is_pymem(block);
+    pyalloc_free(block);
+    return ok && pyalloc_demo_parallel(2, 50) != 0;
+}
+
 /* fork() with a block in the deferred queue: parent and child each hold a
  * copy of the heap and of the queue, and each frees its own copy once. */
 static void fork_with_a_queued_block(void) {
@@ -274,22 +280,7 @@ static void fork_with_a_queued_block(void) {
     queue_pymem_block_from_plain_thread(512, 21);
     CHECK(stats_now().deferred_pending == before.deferred_pending + 1);
 
-    PyOS_BeforeFork();
-    pid_t pid = fork();
-    if (pid == 0) {
-        PyOS_AfterFork_Child();
-        int ok = pyalloc_collect() == 1 && stats_now().deferred_pending == before.deferred_pending;
-        void *block = pyalloc_malloc(64);
-        ok = ok && block != NULL && pyalloc_is_pymem(block);
-        pyalloc_free(block);
-        ok = ok && pyalloc_demo_parallel(2, 50) != 0;
-        _exit(ok ? 0 : 1);
-    }
-    PyOS_AfterFork_Parent();
-    CHECK(pid > 0);
-    int status = 0;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    fork_and_check(child_frees_its_copy_of_the_queue, &before);
     CHECK(pyalloc_collect() == 1);
     CHECK(stats_now().deferred_pending == before.deferred_pending);
 }
@@ -331,8 +322,6 @@ int main(void) {
     RUN(parallel_demo_with_and_without_gil);
     RUN(tracemalloc_sees_pymem_blocks);
     RUN(fork_with_a_queued_block);
-    pyalloc_collect();
-    CHECK(stats_now().deferred_pending == 0);
-    CHECK(Py_FinalizeEx() == 0);
+    finish_interpreter();
     return 0;
 }

@@ -36,14 +36,31 @@ static int cycles(void) {
     return text != NULL ? atoi(text) : 200;
 }
 
+/* Every release of the previous cycle was queued and then freed by a drain
+ * inside its own lifetime, or orphaned (a release that queued its block
+ * after the lifetime ended is orphaned by the first drain of the next):
+ * none is pending any more, and none was freed into this interpreter. */
+static void check_previous_cycle(pyalloc_stats before) {
+    pyalloc_stats now = stats_now();
+    CHECK(now.deferred_freed + now.deferred_orphaned - before.deferred_freed - before.deferred_orphaned ==
+          THREADS * BLOCKS);
+    CHECK(now.deferred_pending == 0);
+}
+
 static void releases_racing_finalization(void) {
     static struct releaser releasers[THREADS];
-    uint64_t released = 0;
-    for (int cycle = 0; cycle < cycles(); cycle++) {
+    pyalloc_stats before = {0};
+    for (int cycle = 0; cycle <= cycles(); cycle++) {
         Py_InitializeEx(0);
         /* Nothing from the previous lifetime is freed into this one. */
         CHECK(pyalloc_collect() == 0);
-        pyalloc_stats before = stats_now();
+        if (cycle > 0) {
+            check_previous_cycle(before);
+        }
+        if (cycle == cycles()) {
+            break;
+        }
+        before = stats_now();
         for (int t = 0; t < THREADS; t++) {
             for (int i = 0; i < BLOCKS; i++) {
                 /* Both node kinds: blocks that hold their own queue node,
@@ -62,17 +79,8 @@ static void releases_racing_finalization(void) {
         for (int t = 0; t < THREADS; t++) {
             CHECK(pthread_join(releasers[t].thread, NULL) == 0);
         }
-        pyalloc_stats after = stats_now();
-        released += THREADS * BLOCKS;
-        /* Every release was queued and then freed by a drain inside that
-         * lifetime, or orphaned; none is still pending. */
-        CHECK(after.deferred_freed + after.deferred_orphaned - before.deferred_freed - before.deferred_orphaned ==
-              THREADS * BLOCKS);
-        CHECK(after.deferred_pending == 0);
     }
-    Py_InitializeEx(0);
-    CHECK(pyalloc_collect() == 0);
-    printf("  %d cycles, %llu releases, %llu orphaned\n", cycles(), (unsigned long long)released,
+    printf("  %d cycles, %d releases, %llu orphaned\n", cycles(), cycles() * THREADS * BLOCKS,
            (unsigned long long)stats_now().deferred_orphaned);
 }
 

@@ -202,8 +202,6 @@ int main(void) {
     RUN(c_blocks_released_without_the_gil);
     RUN(own_blocks_under_the_gil);
     RUN(private_blocks_of_every_small_size);
-    pyalloc_collect();
-    CHECK(stats_now().deferred_pending == 0);
-    CHECK(Py_FinalizeEx() == 0);
+    finish_interpreter();
     return 0;
 }

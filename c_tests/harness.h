@@ -10,6 +10,8 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +69,30 @@ static inline uint64_t pattern_sum(size_t len, uint8_t seed) {
         sum += (uint8_t)(seed + i * 31u);
     }
     return sum;
+}
+
+/* Forks with CPython's fork hooks; the child runs child(arg) and exits 0
+ * when it returns true; the parent checks that it did. */
+static inline void fork_and_check(int (*child)(void *), void *arg) {
+    PyOS_BeforeFork();
+    pid_t pid = fork();
+    if (pid == 0) {
+        PyOS_AfterFork_Child();
+        _exit(child(arg) ? 0 : 1);
+    }
+    PyOS_AfterFork_Parent();
+    CHECK(pid > 0);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* The end of a program's interpreter: nothing left in pyalloc's deferred
+ * queue once collected, and a clean Py_FinalizeEx. */
+static inline void finish_interpreter(void) {
+    pyalloc_collect();
+    CHECK(stats_now().deferred_pending == 0);
+    CHECK(Py_FinalizeEx() == 0);
 }
 
 /* Runs Python source in __main__, failing the test on an exception. */

@@ -114,8 +114,6 @@ int main(void) {
     Py_InitializeEx(0);
     RUN(pymem_family_out_of_memory);
     RUN(private_family_out_of_memory);
-    pyalloc_collect();
-    CHECK(stats_now().deferred_pending == 0);
-    CHECK(Py_FinalizeEx() == 0);
+    finish_interpreter();
     return 0;
 }

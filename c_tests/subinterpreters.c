@@ -163,8 +163,6 @@ int main(void) {
 #else
     printf("skip own_gil_subinterpreter: needs CPython 3.12+\n");
 #endif
-    pyalloc_collect();
-    CHECK(stats_now().deferred_pending == 0);
-    CHECK(Py_FinalizeEx() == 0);
+    finish_interpreter();
     return 0;
 }

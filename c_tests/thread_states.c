@@ -272,8 +272,6 @@ int main(void) {
     printf("  the stale-slot case exists on 3.11 only\n");
 #endif
     RUN(creator_binding_is_the_documented_limit);
-    pyalloc_collect();
-    CHECK(stats_now().deferred_pending == 0);
-    CHECK(Py_FinalizeEx() == 0);
+    finish_interpreter();
     return 0;
 }

@@ -5,7 +5,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use crate::family::{self, PyMemOwner, HEADERLESS_ALIGN};
-use crate::{overaligned, private};
+use crate::overaligned;
 
 /// A global allocator on CPython's `PyMem_*` heap.
 ///
@@ -34,20 +34,12 @@ pub struct PyAlloc;
 unsafe impl GlobalAlloc for PyAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= HEADERLESS_ALIGN {
-            family::allocate(layout.size(), false)
-        } else {
-            overaligned::allocate(layout.size(), layout.align(), false)
-        }
+        allocate(layout, false)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= HEADERLESS_ALIGN {
-            family::allocate(layout.size(), true)
-        } else {
-            overaligned::allocate(layout.size(), layout.align(), true)
-        }
+        allocate(layout, true)
     }
 
     #[inline]
@@ -75,6 +67,17 @@ unsafe impl GlobalAlloc for PyAlloc {
     }
 }
 
+/// A block for `layout` in the family the caller may use, zero-filled when
+/// `zeroed`; NULL when out of memory.
+#[inline]
+fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
+    if layout.align() <= HEADERLESS_ALIGN {
+        family::allocate(layout.size(), zeroed)
+    } else {
+        overaligned::allocate(layout.size(), layout.align(), zeroed)
+    }
+}
+
 /// Whether `PyAlloc` is this program's `#[global_allocator]`, handing Rust
 /// its blocks unchanged: a `Box` made on a new thread (which holds no GIL, so
 /// `PyAlloc` makes a private block) must be a private block of this copy of
@@ -96,7 +99,7 @@ pub fn is_global_allocator() -> bool {
         .spawn(|| {
             let boxed = std::hint::black_box(Box::new([0u8; 64]));
             // SAFETY: the box's block is live: the global allocator made it.
-            unsafe { private::is_own(boxed.as_ptr().cast_mut()) }
+            unsafe { family::is_own_private(boxed.as_ptr().cast_mut()) }
         })
         .ok()
         .and_then(|thread| thread.join().ok());

@@ -17,7 +17,6 @@ use core::sync::atomic::Ordering::Relaxed;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::family::{self, Caller, PyMemOwner, HEADERLESS_ALIGN};
-use crate::private;
 use crate::stats::{self, Stats, INVALID_POINTERS};
 
 /// Runs `body`, turning a panic into `fallback`: no unwind crosses into C.
@@ -146,17 +145,8 @@ pub unsafe extern "C" fn pyalloc_into_pymem(ptr: *mut c_void, len: usize) -> *mu
         let Caller::Main(gil) = family::caller() else {
             return ptr::null_mut();
         };
-        // SAFETY: a live block, as the caller promises.
-        let Some(private) = (unsafe { private::classify(block) }) else {
-            return ptr;
-        };
-        // SAFETY: `block` holds at least `len` bytes (the caller's promise).
-        let copy = unsafe { family::pymem_copy(&gil, block, len) };
-        if !copy.is_null() {
-            // SAFETY: the private block is given up once it is copied.
-            unsafe { private.release(Some(len)) };
-        }
-        copy.cast()
+        // SAFETY: a live block of at least `len` bytes, as the caller promises.
+        unsafe { family::into_pymem(&gil, block, len).cast() }
     })
 }
 

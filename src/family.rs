@@ -104,6 +104,15 @@ pub(crate) unsafe fn is_pymem(block: *mut u8) -> bool {
         && unsafe { private::classify(block) }.is_none()
 }
 
+/// Whether `block` is a private block made by this copy of pyalloc.
+///
+/// # Safety
+/// `block` is a live block of some allocator.
+pub(crate) unsafe fn is_own_private(block: *mut u8) -> bool {
+    // SAFETY: as the caller promises.
+    unsafe { private::is_own(block) }
+}
+
 /// Releases a block of either family, from any thread. `size`, when known, is
 /// a lower bound of its size.
 ///
@@ -182,6 +191,28 @@ pub(crate) unsafe fn resize(
             moved
         }
     }
+}
+
+/// A block C may `PyMem_Free` holding the first `len` bytes of `block`:
+/// `block` itself when it is a PyMem block, otherwise a copy (`pymem_copy`),
+/// and the private block is released. NULL when out of memory, `block`
+/// untouched.
+///
+/// # Safety
+/// `block` is a live block of pyalloc or PyMem holding at least `len` bytes;
+/// on a non-NULL result other than `block`, it is not used afterwards.
+pub(crate) unsafe fn into_pymem(gil: &MainGil, block: *mut u8, len: usize) -> *mut u8 {
+    // SAFETY: a live block, as the caller promises.
+    let Some(private) = (unsafe { private::classify(block) }) else {
+        return block;
+    };
+    // SAFETY: `block` holds at least `len` bytes (the caller's promise).
+    let copy = unsafe { pymem_copy(gil, block, len) };
+    if !copy.is_null() {
+        // SAFETY: the private block is given up once it is copied.
+        unsafe { private.release(Some(len)) };
+    }
+    copy
 }
 
 /// A new PyMem block holding a copy of `len` bytes at `source`, counted as

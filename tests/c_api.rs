@@ -273,14 +273,8 @@ impl<'a> Run<'a> {
         fs::create_dir_all(&log_dir).expect("writable");
         let stdout_path = log_dir.join(format!("{}.out", &tag[..tag.len().min(200)]));
         let stderr_path = stdout_path.with_extension("err");
-        let mut command = match self.wrapper.split_first() {
-            Some((tool, args)) => {
-                let mut command = Command::new(tool);
-                command.args(args).arg(&program);
-                command
-            }
-            None => Command::new(&program),
-        };
+        let wrapper: Vec<&str> = self.wrapper.iter().map(String::as_str).collect();
+        let mut command = common::command_under(&wrapper, &program);
         command
             .current_dir(programs_dir())
             .env("PYTHONHOME", &toolchain().python_home)
@@ -356,34 +350,32 @@ fn assert_valgrind_clean(log_dir: &Path) {
     );
 }
 
-const MODES: [Option<&str>; 3] = [None, Some("debug"), Some("malloc_debug")];
+/// Runs `program` with the interpreter's own allocator, then under the
+/// debug hooks on pymalloc and on malloc.
+fn under_every_pythonmalloc(program: &str) {
+    for mode in [None, Some("debug"), Some("malloc_debug")] {
+        Run::new(program).pythonmalloc(mode).run();
+    }
+}
 
 #[test]
 fn exchange() {
-    for mode in MODES {
-        Run::new("exchange").pythonmalloc(mode).run();
-    }
+    under_every_pythonmalloc("exchange");
 }
 
 #[test]
 fn lifecycle() {
-    for mode in MODES {
-        Run::new("lifecycle").pythonmalloc(mode).run();
-    }
+    under_every_pythonmalloc("lifecycle");
 }
 
 #[test]
 fn subinterpreters() {
-    for mode in MODES {
-        Run::new("subinterpreters").pythonmalloc(mode).run();
-    }
+    under_every_pythonmalloc("subinterpreters");
 }
 
 #[test]
 fn out_of_memory() {
-    for mode in MODES {
-        Run::new("out_of_memory").pythonmalloc(mode).run();
-    }
+    under_every_pythonmalloc("out_of_memory");
 }
 
 #[test]

@@ -1,12 +1,14 @@
-//! An embedded interpreter for the Rust tests: started once on a dedicated
-//! thread, which is its main thread (pending calls run there), and which
-//! releases the GIL between jobs so that any test thread can take it.
+//! Shared helpers of the Rust tests: an embedded interpreter started once on
+//! a dedicated thread, the GIL taken and released around a closure, a lock
+//! that serialises tests reading the global counters, the tools and malloc
+//! replacements the tests need, and `PyAlloc` as every test binary's global
+//! allocator.
 
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
 
@@ -19,49 +21,30 @@ use pyo3_ffi as ffi;
 #[global_allocator]
 static GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;
 
-type Job = Box<dyn FnOnce() + Send>;
-
-fn main_thread() -> &'static Mutex<Sender<Job>> {
-    static MAIN: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
-    MAIN.get_or_init(|| {
-        let (jobs, inbox) = mpsc::channel::<Job>();
+/// Starts the interpreter if it is not running yet: once, on a dedicated
+/// thread (its main thread), which then releases the GIL for good so that
+/// any test thread can take it.
+pub fn ensure_python() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
         let (ready, started) = mpsc::channel();
         thread::Builder::new()
             .name("python-main".into())
             .spawn(move || {
-                // SAFETY: the interpreter is initialised once, here; this thread
-                // then releases the GIL and takes it back only to run a job.
+                // SAFETY: the interpreter is initialised once, here; this
+                // thread then releases the GIL and keeps its thread state.
                 unsafe {
                     ffi::Py_InitializeEx(0);
-                    let mut state = ffi::PyEval_SaveThread();
-                    ready.send(()).expect("the test waits");
-                    for job in inbox {
-                        ffi::PyEval_RestoreThread(state);
-                        job();
-                        state = ffi::PyEval_SaveThread();
-                    }
+                    ffi::PyEval_SaveThread();
+                }
+                ready.send(()).expect("the test waits");
+                loop {
+                    thread::park();
                 }
             })
             .expect("spawn the interpreter's main thread");
         started.recv().expect("the interpreter started");
-        Mutex::new(jobs)
-    })
-}
-
-/// Starts the interpreter if it is not running yet.
-pub fn ensure_python() {
-    main_thread();
-}
-
-/// Runs `job` on the interpreter's main thread with the GIL held.
-pub fn on_main_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
-    let (reply, answer) = mpsc::channel();
-    main_thread()
-        .lock()
-        .expect("not poisoned")
-        .send(Box::new(move || reply.send(job()).expect("the caller waits")))
-        .expect("the main thread runs");
-    answer.recv().expect("the job ran")
+    });
 }
 
 /// Runs `job` on the calling thread with the main interpreter's GIL held.
@@ -114,6 +97,19 @@ pub fn serial() -> Serial {
 pub fn is_pymem<T: ?Sized>(block: *const T) -> bool {
     // SAFETY: the tests pass live blocks of PyAlloc, the C API or PyMem.
     unsafe { pyalloc::is_pymem(block) }
+}
+
+/// A command that runs `program`, under `wrapper` (valgrind and its
+/// options) when one is given.
+pub fn command_under(wrapper: &[&str], program: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((tool, args)) => {
+            let mut command = Command::new(tool);
+            command.args(args).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
 }
 
 /// A tool a test cannot run without: its path, or a failure naming it.
