@@ -9,20 +9,15 @@
 //! 1 GiB: one copy per extension module would otherwise claim gigabytes of
 //! address space, which fails under `ulimit -v`.
 //!
-//! In front of it, each thread keeps one *spare*: the last block it freed,
-//! reused by its next allocation of a size it fits. mimalloc 2 retires a page
-//! that becomes empty, and gives a large page back to its segment, at a cost
-//! of 5 ns to 1 us per block (a segment's metadata is rebuilt each time); a
-//! thread that allocates and frees one buffer at a time would pay it every
-//! time. The spare is freed when its thread exits.
+//! In front of it, each thread keeps a cache of the blocks it freed
+//! (`thread_cache.rs`).
 
-use core::cell::Cell;
 use core::ffi::{c_int, c_long, c_void};
-use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use libmimalloc_sys::{mi_free, mi_malloc, mi_realloc, mi_zalloc};
 
+use super::thread_cache;
 use crate::sys;
 
 extern "C" {
@@ -63,50 +58,14 @@ pub(super) fn bypassed() -> bool {
     BYPASSED.load(Relaxed)
 }
 
-/// The most memory a spare may hold on to.
-const SPARE_MAX: usize = 16 << 20;
-
-thread_local! {
-    /// This thread's spare block, or NULL.
-    static SPARE: Cell<*mut u8> = const { Cell::new(ptr::null_mut()) };
-    /// What the spare holds: at least this many bytes. `GONE` once the
-    /// thread's locals are being torn down: nothing is kept from then on.
-    static SPARE_CAPACITY: Cell<usize> = const { Cell::new(0) };
-    /// Frees the spare when the thread exits; touched once, when the thread
-    /// first keeps one (a destructor is registered on first use).
-    static SPARE_GUARD: SpareGuard = const { SpareGuard };
-}
-
-const GONE: usize = usize::MAX;
-
-struct SpareGuard;
-
-impl Drop for SpareGuard {
-    fn drop(&mut self) {
-        SPARE_CAPACITY.with(|capacity| capacity.set(GONE));
-        let block = SPARE.with(|spare| spare.replace(ptr::null_mut()));
-        if !block.is_null() {
-            // SAFETY: the spare is a live mimalloc block owned by the slot.
-            unsafe { mi_free(block.cast()) };
-        }
-    }
-}
-
-/// Whether a block of `capacity` bytes serves a request of `total`: large
-/// enough, and not more than twice as large.
-#[inline]
-fn fits(capacity: usize, total: usize) -> bool {
-    capacity >= total && capacity / 2 <= total
-}
-
 /// A 16-aligned block of `total` (> 32) bytes, zero-filled when `zeroed`;
 /// NULL on failure.
 #[inline]
 pub(super) fn allocate(total: usize, zeroed: bool) -> *mut u8 {
-    let capacity = SPARE_CAPACITY.with(Cell::get);
-    if !zeroed && capacity != GONE && fits(capacity, total) {
-        SPARE_CAPACITY.with(|capacity| capacity.set(0));
-        return SPARE.with(|spare| spare.replace(ptr::null_mut()));
+    if !zeroed {
+        if let Some(block) = thread_cache::take(total) {
+            return block;
+        }
     }
     // SAFETY: mimalloc accepts any size and returns NULL on failure; blocks
     // of 16 bytes or more are 16-aligned (MI_MAX_ALIGN_SIZE).
@@ -128,35 +87,31 @@ pub(super) unsafe fn resize(start: *mut u8, total: usize) -> *mut u8 {
     unsafe { mi_realloc(start.cast(), total).cast() }
 }
 
-/// Frees a block, or keeps it as this thread's spare, freeing the previous
-/// one: when the thread has none, or when the one it has would not serve a
-/// request of this block's size (the program has moved on to other sizes).
-/// `total` is a lower bound of its size when known; `large` says whether it
-/// is above the private heap's `LARGE` (worth asking mimalloc its size).
+/// Frees a block, into this thread's cache when it has room. `total`, when
+/// known, is a lower bound of its size.
 ///
 /// # Safety
 /// `start` is a live block from this backend, not used afterwards.
 #[inline]
-pub(super) unsafe fn release(start: *mut u8, total: Option<usize>, large: bool) {
-    let current = SPARE_CAPACITY.with(Cell::get);
-    let keep = current != GONE && total.map_or(current == 0 || large, |total| !fits(current, total));
-    if keep {
-        let capacity = match total {
-            Some(total) => total,
-            // SAFETY: a live mimalloc block.
-            None => unsafe { mi_usable_size(start.cast()) },
-        };
-        if capacity <= SPARE_MAX && SPARE_GUARD.try_with(|_| ()).is_ok() {
-            let evicted = SPARE.with(|spare| spare.replace(start));
-            SPARE_CAPACITY.with(|slot| slot.set(capacity));
-            if !evicted.is_null() {
-                // SAFETY: the previous spare, a live mimalloc block that the
-                // slot gave up.
-                unsafe { mi_free(evicted.cast()) };
-            }
-            return;
-        }
+pub(super) unsafe fn release(start: *mut u8, total: Option<usize>) {
+    let capacity = match total {
+        Some(total) => total,
+        // SAFETY: a live mimalloc block.
+        None => unsafe { mi_usable_size(start.cast()) },
+    };
+    // SAFETY: a live block of at least `capacity` (> 32) bytes, given up.
+    if !unsafe { thread_cache::keep(start, capacity) } {
+        // SAFETY: as above, not kept.
+        unsafe { free(start) }
     }
-    // SAFETY: a live mimalloc block, given up by the caller.
-    unsafe { mi_free(start.cast()) }
+}
+
+/// `mi_free`.
+///
+/// # Safety
+/// `block` is a live mimalloc block, not used afterwards.
+#[inline]
+pub(super) unsafe fn free(block: *mut u8) {
+    // SAFETY: as the caller promises.
+    unsafe { mi_free(block.cast()) }
 }

@@ -31,6 +31,8 @@ mod cookie;
 #[cfg(feature = "mimalloc")]
 mod mimalloc;
 mod system;
+#[cfg(feature = "mimalloc")]
+mod thread_cache;
 
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::Acquire, Ordering::Release};
@@ -42,15 +44,10 @@ use crate::sys;
 /// to 16 bytes to reach 16 mod 32.
 const SLACK: usize = 32;
 /// Owner-word flags (this copy's own): the backend block starts 32 bytes
-/// before the user pointer rather than 16; it is a system allocator block;
-/// it is larger than `LARGE` bytes (the backend may want its usable size
-/// when it is freed, which is not worth asking for small ones).
+/// before the user pointer rather than 16; it is a system allocator block.
 const STARTS_32_BEFORE: usize = 1;
 const SYSTEM_BLOCK: usize = 2;
-const LARGE_BLOCK: usize = 4;
 const OWNER_FLAGS: usize = 0xf;
-/// The backend block size above which a block is `LARGE_BLOCK`.
-const LARGE: usize = 1024;
 /// `Owner::magic` of ABI version 1: "pyalloc\x01".
 const OWNER_MAGIC: u64 = u64::from_le_bytes(*b"pyalloc\x01");
 
@@ -168,27 +165,17 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
     }
     stats::bump(Hot::PrivateAllocs);
     // SAFETY: a fresh backend block of `total` bytes.
-    unsafe { mark(start, backend | size_flag(total), cookie) }
-}
-
-/// `LARGE_BLOCK` for a backend block of `total` bytes above `LARGE`.
-#[inline]
-fn size_flag(total: usize) -> usize {
-    if total > LARGE {
-        LARGE_BLOCK
-    } else {
-        0
-    }
+    unsafe { mark(start, backend, cookie) }
 }
 
 /// Places the user pointer at 16 mod 32 inside a fresh (or just resized)
 /// backend block and writes its two words, the owner word carrying the
-/// backend and size `flags`. Returns the user pointer.
+/// `backend` flag. Returns the user pointer.
 ///
 /// # Safety
 /// `start` is a live backend block of at least `SLACK + 1` bytes.
 #[inline]
-unsafe fn mark(start: *mut u8, flags: usize, cookie: usize) -> *mut u8 {
+unsafe fn mark(start: *mut u8, backend: usize, cookie: usize) -> *mut u8 {
     if start as usize % 16 != 0 {
         sys::fatal("the private heap", "returned a block that is not 16-byte aligned");
     }
@@ -198,7 +185,7 @@ unsafe fn mark(start: *mut u8, flags: usize, cookie: usize) -> *mut u8 {
         (32, STARTS_32_BEFORE)
     };
     let user = start.wrapping_add(offset);
-    let owner_word = ptr::addr_of!(OWNER) as usize | placement | flags;
+    let owner_word = ptr::addr_of!(OWNER) as usize | placement | backend;
     // SAFETY: `offset <= SLACK`, so both words lie inside the block, 8-aligned.
     unsafe {
         user.sub(16).cast::<usize>().write(owner_word);
@@ -278,14 +265,13 @@ impl PrivateBlock {
             None => {
                 self.unmark();
                 let total = size.map(|size| size.max(1) + SLACK);
-                let large = self.owner_word & LARGE_BLOCK != 0;
                 // SAFETY: this copy's backend block, given up by the caller,
                 // released by the backend that made it.
                 unsafe {
                     match self.backend() {
-                        SYSTEM_BLOCK => system::release(self.start(), total, large),
+                        SYSTEM_BLOCK => system::release(self.start(), total),
                         #[cfg(feature = "mimalloc")]
-                        _ => mimalloc::release(self.start(), total, large),
+                        _ => mimalloc::release(self.start(), total),
                         #[cfg(not(feature = "mimalloc"))]
                         _ => unreachable_backend(),
                     }
@@ -326,13 +312,7 @@ impl PrivateBlock {
         };
         if start.is_null() {
             // SAFETY: the block is unchanged; restore its mark.
-            unsafe {
-                mark(
-                    self.start(),
-                    self.owner_word & (SYSTEM_BLOCK | LARGE_BLOCK),
-                    cookie,
-                )
-            };
+            unsafe { mark(self.start(), self.backend(), cookie) };
             return ptr::null_mut();
         }
         // The backend kept the bytes at the old offset; move them when the
@@ -345,7 +325,7 @@ impl PrivateBlock {
             unsafe { ptr::copy(start.add(old_offset), start.add(new_offset), kept) };
         }
         // SAFETY: a live backend block of `total` bytes.
-        unsafe { mark(start, self.backend() | size_flag(total), cookie) }
+        unsafe { mark(start, self.backend(), cookie) }
     }
 }
 

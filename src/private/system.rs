@@ -23,7 +23,7 @@ pub(super) unsafe fn resize(start: *mut u8, total: usize) -> *mut u8 {
 /// # Safety
 /// `start` is a live block from this backend, not used afterwards.
 #[inline]
-pub(super) unsafe fn release(start: *mut u8, _total: Option<usize>, _large: bool) {
+pub(super) unsafe fn release(start: *mut u8, _total: Option<usize>) {
     // SAFETY: as the caller promises.
     unsafe { sys::free(start) }
 }

@@ -1,0 +1,153 @@
+//! Each thread's cache of private blocks it freed, in front of mimalloc:
+//! power-of-two size classes, each a list threaded through the free blocks
+//! themselves. A thread keeps at most `BUDGET` bytes, or one block of up to
+//! `LARGEST`; a block that does not fit empties the cache first (the thread
+//! has moved on to other sizes).
+//!
+//! mimalloc 2 retires a page that becomes empty, and gives its pages back to
+//! their segment when several empty at once; the next allocation of that
+//! size builds them again (5 ns to 1 us a block: a large page's segment
+//! metadata is rebuilt each time). A thread that frees and then allocates the
+//! same sizes, one at a time or in batches, would pay it again and again; the
+//! cache hands the blocks back instead. A thread's cache is emptied into
+//! mimalloc when the thread exits.
+
+use core::cell::Cell;
+use core::ptr;
+
+/// The most bytes a thread keeps in several blocks.
+const BUDGET: usize = 1 << 20;
+/// The largest block a thread keeps (alone).
+const LARGEST: usize = 16 << 20;
+/// Classes: blocks of (2^(k-1), 2^k] bytes, for k up to `CLASSES - 1`.
+const CLASSES: usize = 25;
+/// `HELD` once the thread's locals are being torn down: keep nothing more.
+const GONE: usize = usize::MAX;
+
+/// The head of a class's list, written into the free block itself.
+#[repr(C)]
+struct Entry {
+    next: *mut Entry,
+    capacity: usize,
+}
+
+thread_local! {
+    /// Each class's list of free blocks. No destructor: a plain thread-local
+    /// access on the allocation path.
+    static HEADS: [Cell<*mut Entry>; CLASSES] = const { [const { Cell::new(ptr::null_mut()) }; CLASSES] };
+    /// The bytes this thread keeps, or `GONE`.
+    static HELD: Cell<usize> = const { Cell::new(0) };
+    /// Empties the cache when the thread exits; touched when the thread
+    /// first keeps a block (a destructor is registered on first use).
+    static GUARD: Guard = const { Guard };
+}
+
+struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        HELD.with(|held| held.set(GONE));
+        empty();
+    }
+}
+
+/// Frees every block the thread keeps into mimalloc.
+fn empty() {
+    HEADS.with(|heads| {
+        for head in heads {
+            let mut entry = head.replace(ptr::null_mut());
+            while !entry.is_null() {
+                // SAFETY: every entry is a free mimalloc block that this
+                // cache owns; nothing else refers to it.
+                unsafe {
+                    let next = (*entry).next;
+                    super::mimalloc::free(entry.cast());
+                    entry = next;
+                }
+            }
+        }
+    });
+}
+
+/// The class of a block of `size` (> 0) bytes: the `k` with
+/// `2^(k-1) < size <= 2^k`.
+#[inline]
+fn class(size: usize) -> usize {
+    (usize::BITS - (size - 1).leading_zeros()) as usize
+}
+
+/// A kept block that holds at least `total` bytes, if this thread has one
+/// in `total`'s class; it leaves the cache.
+#[inline]
+pub(super) fn take(total: usize) -> Option<*mut u8> {
+    let held = HELD.with(Cell::get);
+    if held == 0 || held == GONE || total > LARGEST {
+        return None;
+    }
+    HEADS.with(|heads| {
+        let head = &heads[class(total)];
+        let entry = head.get();
+        // SAFETY: a non-NULL head is a free block this cache owns, holding an
+        // Entry written by `keep`.
+        if entry.is_null() || unsafe { (*entry).capacity } < total {
+            return None;
+        }
+        // SAFETY: as above.
+        let (next, capacity) = unsafe { ((*entry).next, (*entry).capacity) };
+        head.set(next);
+        HELD.with(|held| held.set(held.get() - capacity));
+        Some(entry.cast())
+    })
+}
+
+/// Keeps a free block of at least `capacity` bytes for this thread's next
+/// allocations, emptying the cache first when the block does not fit its
+/// budget; false when it is too large (or the thread is exiting), and the
+/// caller frees it.
+///
+/// # Safety
+/// `block` is a live mimalloc block of at least `capacity` (>= 16) bytes
+/// that the caller gives up.
+#[inline]
+pub(super) unsafe fn keep(block: *mut u8, capacity: usize) -> bool {
+    let mut held = HELD.with(Cell::get);
+    if held == GONE || capacity > LARGEST {
+        return false;
+    }
+    if held + capacity > BUDGET && held > 0 {
+        empty();
+        held = 0;
+    }
+    if held == 0 && GUARD.try_with(|_| ()).is_err() {
+        return false;
+    }
+    HEADS.with(|heads| {
+        let head = &heads[class(capacity)];
+        let entry = block.cast::<Entry>();
+        // SAFETY: the block is ours, free, 16-aligned and at least 16 bytes.
+        unsafe {
+            entry.write(Entry {
+                next: head.get(),
+                capacity,
+            })
+        };
+        head.set(entry);
+    });
+    HELD.with(|cell| cell.set(held + capacity));
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::class;
+
+    #[test]
+    fn classes_are_powers_of_two() {
+        assert_eq!(class(1), 0);
+        assert_eq!(class(2), 1);
+        assert_eq!(class(33), 6);
+        assert_eq!(class(64), 6);
+        assert_eq!(class(65), 7);
+        assert_eq!(class(1 << 20), 20);
+    }
+}
