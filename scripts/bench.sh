@@ -5,12 +5,14 @@
 #
 #   scripts/bench.sh           the full run (a few minutes), results in bench/
 #   scripts/bench.sh --quick   seconds, CPython 3.11 only, results in
-#                              target/bench-quick/ (the test command runs it
-#                              so that the benchmark keeps building and running)
+#                              target/bench-quick/, no verdicts (the test
+#                              command runs it so that the benchmark keeps
+#                              building and running)
 #
 # Timing never fails it: missed targets are printed as missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 quick=()
 out=bench
@@ -24,20 +26,10 @@ mkdir -p "$out"
 
 results=()
 for minor in "${minors[@]}"; do
-    python=""
-    if command -v pyenv >/dev/null 2>&1; then
-        version=$(pyenv versions --bare --skip-aliases 2>/dev/null | grep -E "^3\.${minor}\.[0-9]+$" | sort -V | tail -n 1 || true)
-        if [ -n "$version" ]; then
-            python="$(pyenv prefix "$version")/bin/python3.${minor}"
-        fi
-    fi
+    python=$(find_python "$minor")
     if [ -z "$python" ]; then
-        if command -v "python3.${minor}" >/dev/null 2>&1; then
-            python=$(command -v "python3.${minor}")
-        else
-            echo "bench: no CPython 3.${minor} found, skipped" >&2
-            continue
-        fi
+        echo "bench: no CPython 3.${minor} found, skipped" >&2
+        continue
     fi
     json="$out/results-3.${minor}.json"
     PYO3_PYTHON="$python" CARGO_TARGET_DIR="target/bench/py3${minor}" \

@@ -4,9 +4,9 @@ placeholder /path/to/pyalloc replaced by this checkout:
   1. the set-up table's main job, in the checkout;
   2. every ```sh block, each in a fresh shell that starts in one work folder
      (outside the checkout), in order;
-  3. every ```python block, with the interpreter that runs this script
-     (which has pyalloc installed); a block that is a file of the example
-     (its setup.py) is compared with that file instead, which step 2 builds.
+  3. every ```python block, with the main job's interpreter (.venv, which
+     has pyalloc installed); a block that is a file of the example (its
+     setup.py) is compared with that file instead, which step 2 builds.
 
 The test command is the other row of the set-up table: it is what runs
 this. Cargo's target directory is shared between the blocks, so that
@@ -18,7 +18,6 @@ pyalloc is compiled once per configuration.
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -70,7 +69,8 @@ def main():
         if files:
             print(f"--- python block {number}: {files[0].relative_to(CHECKOUT)}, as the shell blocks built it")
             continue
-        run(f"python block {number}", f"{sys.executable} - <<'PYTHON'\n{block}PYTHON", CHECKOUT, env)
+        python = CHECKOUT / ".venv" / "bin" / "python"
+        run(f"python block {number}", f"{python} - <<'PYTHON'\n{block}PYTHON", CHECKOUT, env)
     print("README: every command ran")
 
 

@@ -12,9 +12,10 @@
 #   - packaging: cargo package and publish --dry-run, python -m build, the
 #     wheel's contents and platform tag, a minimal dependent's build graph
 #     and an offline build of it from vendored sources;
-#   - the README's commands, a new user's install of the example from a
-#     wheel directory, the PyO3 example, both ends of the pyo3-ffi range,
-#     and the benchmark's quick mode.
+#   - first, the README's main job and commands as printed (a new user's
+#     install of the example, alone, from a wheel directory); last, the PyO3
+#     example, both ends of the pyo3-ffi range, and the benchmark's quick
+#     mode.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -52,6 +53,11 @@ lints() {
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 }
 check "cargo fmt, clippy -D warnings, cargo doc" lints
+
+# First what a new user does: the set-up table's main job (which leaves
+# .venv/ in the checkout, as it would for them; every check below runs after
+# it), then the README's other commands, as printed.
+check "the README's main job and commands, as printed" python3 scripts/readme_commands.py
 
 interpreters=()
 for minor in 11 12 13; do
@@ -112,8 +118,6 @@ check "packaging: cargo package, publish --dry-run, python -m build, wheel conte
 
 check "a minimal dependent: no cbindgen in its build graph, an offline build from vendored sources" \
     scripts/check-dependent.sh
-
-check "the README's commands, as printed" "$newest_venv/bin/python" scripts/readme_commands.py
 
 pyo3_example() {
     "$newest_venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1,<2"
