@@ -9,7 +9,7 @@
 # Usage: scripts/check-packaging.sh PYTHON   (a venv's python, which gets build and auditwheel)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=$1
+python="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 export PYO3_PYTHON="$python"
 
 echo "--- cargo package"

@@ -108,7 +108,7 @@ done
 
 newest=python3
 [ ${#interpreters[@]} -gt 0 ] && newest="${interpreters[-1]}"
-newest_venv="target/venv/$(python_tag "$newest")"
+newest_venv="$PWD/target/venv/$(python_tag "$newest")"
 
 check "compile for CPython 3.14, 3.15, 3.14t, 3.15t (cargo check and clippy, tests included)" \
     scripts/check-unreleased-pythons.sh
@@ -123,7 +123,7 @@ pyo3_example() {
     "$newest_venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1,<2"
     for features in "" "--no-default-features"; do
         # maturin's build backend runs `maturin` from PATH: the venv's.
-        PATH="$PWD/$newest_venv/bin:$PATH" MATURIN_PEP517_ARGS="$features" CARGO_TARGET_DIR=target/pyo3-example \
+        PATH="$newest_venv/bin:$PATH" MATURIN_PEP517_ARGS="$features" CARGO_TARGET_DIR=target/pyo3-example \
             "$newest_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
             --force-reinstall --no-deps ./examples/pyo3_tracemalloc
         "$newest_venv/bin/python" -m pytest -p no:cacheprovider examples/pyo3_tracemalloc/tests
