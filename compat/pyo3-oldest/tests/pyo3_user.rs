@@ -22,7 +22,11 @@ fn pyo3_and_pyalloc_share_one_heap() {
         let tracemalloc = py.import("tracemalloc").unwrap();
         tracemalloc.call_method0("start").unwrap();
         let traced = |py: Python<'_>| -> usize {
-            let pair = py.import("tracemalloc").unwrap().call_method0("get_traced_memory").unwrap();
+            let pair = py
+                .import("tracemalloc")
+                .unwrap()
+                .call_method0("get_traced_memory")
+                .unwrap();
             pair.get_item(0).unwrap().extract().unwrap()
         };
         let before = traced(py);
