@@ -24,6 +24,16 @@ use crate::overaligned;
 /// #[global_allocator]
 /// static GLOBAL: pyalloc::PyAlloc = pyalloc::PyAlloc;
 /// ```
+///
+/// # Interpreter lifetimes
+///
+/// A block made while the GIL was held belongs to that interpreter's heap.
+/// An embedder that calls `Py_FinalizeEx` and then `Py_Initialize` again
+/// must not free, in the new interpreter, Rust memory allocated in the old
+/// one: a `static` or thread-local collection filled under the GIL is such
+/// memory if it lives on (CPython 3.12 aborts; earlier ones corrupt the new
+/// heap). Empty it before `Py_FinalizeEx`. Freed after `Py_FinalizeEx` and
+/// before a new `Py_Initialize` (as at process exit), it is left alone.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PyAlloc;
 
