@@ -30,6 +30,9 @@
 mod cookie;
 #[cfg(feature = "mimalloc")]
 mod mimalloc;
+#[cfg(not(feature = "mimalloc"))]
+#[path = "no_mimalloc.rs"]
+mod mimalloc;
 mod system;
 #[cfg(feature = "mimalloc")]
 mod thread_cache;
@@ -87,7 +90,6 @@ fn cookie() -> usize {
 /// race here do the same, idempotent work.
 #[cold]
 fn set_up() -> usize {
-    #[cfg(feature = "mimalloc")]
     mimalloc::configure();
     let cookie = cookie::derive();
     COOKIE.store(cookie, Release);
@@ -98,7 +100,6 @@ fn set_up() -> usize {
 /// which backend made it.
 #[inline]
 fn backend_allocate(total: usize, zeroed: bool) -> (*mut u8, usize) {
-    #[cfg(feature = "mimalloc")]
     if !mimalloc::bypassed() {
         return (mimalloc::allocate(total, zeroed), 0);
     }
@@ -268,12 +269,10 @@ impl PrivateBlock {
                 // SAFETY: this copy's backend block, given up by the caller,
                 // released by the backend that made it.
                 unsafe {
-                    match self.backend() {
-                        SYSTEM_BLOCK => system::release(self.start(), total),
-                        #[cfg(feature = "mimalloc")]
-                        _ => mimalloc::release(self.start(), total),
-                        #[cfg(not(feature = "mimalloc"))]
-                        _ => unreachable_backend(),
+                    if self.backend() == SYSTEM_BLOCK {
+                        system::release(self.start(), total)
+                    } else {
+                        mimalloc::release(self.start(), total)
                     }
                 }
                 stats::bump(Hot::PrivateFrees);
@@ -302,12 +301,10 @@ impl PrivateBlock {
         // SAFETY: this copy's live backend block, resized by the backend
         // that made it.
         let start = unsafe {
-            match self.backend() {
-                SYSTEM_BLOCK => system::resize(self.start(), total),
-                #[cfg(feature = "mimalloc")]
-                _ => mimalloc::resize(self.start(), total),
-                #[cfg(not(feature = "mimalloc"))]
-                _ => unreachable_backend(),
+            if self.backend() == SYSTEM_BLOCK {
+                system::resize(self.start(), total)
+            } else {
+                mimalloc::resize(self.start(), total)
             }
         };
         if start.is_null() {
@@ -327,17 +324,6 @@ impl PrivateBlock {
         // SAFETY: a live backend block of `total` bytes.
         unsafe { mark(start, self.backend(), cookie) }
     }
-}
-
-/// Without the `mimalloc` feature every block this copy makes is a system
-/// block, so its owner word always carries `SYSTEM_BLOCK`.
-#[cfg(not(feature = "mimalloc"))]
-#[cold]
-fn unreachable_backend() -> ! {
-    sys::fatal(
-        "the private heap",
-        "found a block of a backend this build does not have",
-    )
 }
 
 /// `Owner::release` for other copies: they classified `user` as this copy's.
