@@ -153,7 +153,9 @@ fn on_gil_entry_slow(gil: &MainGil) -> usize {
         let claimed = STATE
             .compare_exchange(state, state | TRACKED, AcqRel, Relaxed)
             .is_ok();
-        if claimed && !cpython::at_exit(at_exit) {
+        // SAFETY: the token proves this thread is attached to the main
+        // interpreter.
+        if claimed && !unsafe { cpython::at_exit(at_exit) } {
             STATE.store(state | UNTRACKABLE, Release);
         }
     }
@@ -167,6 +169,21 @@ pub(crate) fn drain(gil: &MainGil) -> usize {
     // Untracked (Py_AtExit failed, possibly after a block was queued): no
     // lifetime tag can be trusted, so nothing is freed.
     let current = (state & TRACKED != 0).then_some(state >> LIFETIME_SHIFT);
+    take_all(|lifetime, block| {
+        if Some(lifetime) != current {
+            return false;
+        }
+        // SAFETY: a main-interpreter PyMem block released in this lifetime
+        // and given up by its releaser.
+        unsafe { pymem::release(gil, block) };
+        true
+    })
+}
+
+/// Empties the queue: hands each block, with the lifetime it was released
+/// in, to `free`, which says whether it freed it; frees pyalloc's own nodes
+/// and counts the blocks freed and orphaned. Returns how many were freed.
+fn take_all(mut free: impl FnMut(u64, *mut u8) -> bool) -> usize {
     let mut node = HEAD.swap(ptr::null_mut(), Acquire);
     let (mut freed, mut orphaned) = (0, 0);
     while !node.is_null() {
@@ -175,7 +192,7 @@ pub(crate) fn drain(gil: &MainGil) -> usize {
         // SAFETY: every node on the list was published by `push` (Release,
         // paired with the Acquire swap) and is owned by this thread alone
         // now; a boxed node came from the system allocator.
-        let (next, node_lifetime, block) = unsafe {
+        let (next, lifetime, block) = unsafe {
             let block = if boxed {
                 (*link.cast::<BoxedNode>()).block
             } else {
@@ -187,10 +204,7 @@ pub(crate) fn drain(gil: &MainGil) -> usize {
             // SAFETY: as above; nothing reads the node after this.
             unsafe { sys::free(link.cast()) };
         }
-        if Some(node_lifetime) == current {
-            // SAFETY: a main-interpreter PyMem block released in this
-            // lifetime and given up by its releaser.
-            unsafe { pymem::release(gil, block) };
+        if free(lifetime, block) {
             freed += 1;
         } else {
             orphaned += 1;
@@ -208,20 +222,5 @@ extern "C" fn at_exit() {
     let state = STATE.load(Acquire);
     let next = ((state >> LIFETIME_SHIFT) + 1) << LIFETIME_SHIFT | (state & UNTRACKABLE);
     STATE.store(next, Release);
-    let mut node = HEAD.swap(ptr::null_mut(), Acquire);
-    let mut orphaned = 0;
-    while !node.is_null() {
-        let link = untag(node);
-        // SAFETY: as in `drain`, the list is owned by this thread now. The
-        // PyMem blocks are not touched.
-        unsafe {
-            let next = (*link).next;
-            if node as usize & BOXED_TAG != 0 {
-                sys::free(link.cast());
-            }
-            node = next;
-        }
-        orphaned += 1;
-    }
-    DEFERRED_ORPHANED.fetch_add(orphaned, Relaxed);
+    take_all(|_, _| false);
 }

@@ -22,8 +22,8 @@ use crate::stats::REHOMED;
 use crate::{deferred, private};
 
 /// The largest alignment a block of either family has without a header:
-/// every PyMem block is 8-aligned (`pymem.rs`), every private one 16.
-pub(crate) const HEADERLESS_ALIGN: usize = 8;
+/// every PyMem block is 8-aligned, every private one 16.
+pub(crate) const HEADERLESS_ALIGN: usize = pymem::ALIGN;
 
 /// Who is calling pyalloc, with the proof that PyMem may be used where it may.
 pub(crate) enum Caller {
@@ -33,6 +33,18 @@ pub(crate) enum Caller {
     Subinterpreter(Attached),
     /// Attached to no interpreter: PyMem must not be called at all.
     Detached,
+}
+
+impl Caller {
+    /// The token that reaches the heap of a PyMem block owned by `owner`,
+    /// when this caller may use that heap.
+    fn heap_of(&self, owner: PyMemOwner) -> Option<&Attached> {
+        match (self, owner) {
+            (Caller::Main(gil), _) => Some(gil),
+            (Caller::Subinterpreter(gil), PyMemOwner::CallingInterpreter) => Some(gil),
+            _ => None,
+        }
+    }
 }
 
 /// Whose PyMem heap a block that is not private belongs to, where the
@@ -136,15 +148,12 @@ pub(crate) unsafe fn release(block: *mut u8, size: Option<usize>, owner: PyMemOw
 /// # Safety
 /// As `release`, for a block known to be PyMem.
 pub(crate) unsafe fn release_pymem(block: *mut u8, size: Option<usize>, owner: PyMemOwner) {
-    match (caller(), owner) {
-        // SAFETY: a block of the heap the token reaches, given up by the caller.
-        (Caller::Main(gil), _) => unsafe { pymem::release(&gil, block) },
-        // SAFETY: as above: the C API's blocks belong to the calling interpreter.
-        (Caller::Subinterpreter(gil), PyMemOwner::CallingInterpreter) => unsafe {
-            pymem::release(&gil, block)
-        },
+    match caller().heap_of(owner) {
+        // SAFETY: a block of the heap the token reaches (`owner` says whose
+        // it is), given up by the caller.
+        Some(gil) => unsafe { pymem::release(gil, block) },
         // SAFETY: a main-interpreter block (the caller's promise), given up.
-        _ => unsafe { deferred::defer(block, size) },
+        None => unsafe { deferred::defer(block, size) },
     }
 }
 
@@ -167,14 +176,10 @@ pub(crate) unsafe fn resize(
         // SAFETY: a live private block, as the caller promises.
         return unsafe { private.resize(old_size, new_size) };
     }
-    match (caller(), owner) {
+    match caller().heap_of(owner) {
         // SAFETY: a live block of the heap the token reaches.
-        (Caller::Main(gil), _) => unsafe { pymem::resize(&gil, block, new_size) },
-        // SAFETY: as above: the C API's blocks belong to the calling interpreter.
-        (Caller::Subinterpreter(gil), PyMemOwner::CallingInterpreter) => unsafe {
-            pymem::resize(&gil, block, new_size)
-        },
-        _ => {
+        Some(gil) => unsafe { pymem::resize(gil, block, new_size) },
+        None => {
             let Some(old_size) = old_size else {
                 return ptr::null_mut();
             };

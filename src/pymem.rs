@@ -18,6 +18,11 @@ use pyo3_ffi::{PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc};
 use crate::stats::{self, Hot};
 use crate::sys;
 
+/// Every PyMem block is at least 8-aligned in any working CPython (its own
+/// arrays of pointers live in them); pyalloc stops with a message rather
+/// than hand Rust a block that breaks that.
+pub(crate) const ALIGN: usize = 8;
+
 /// Proof that the calling thread is attached to an interpreter.
 pub(crate) struct Attached {
     _this_thread_only: PhantomData<*const ()>,
@@ -56,10 +61,6 @@ impl Deref for MainGil {
 
 /// `PyMem_Malloc(size)`, or `PyMem_Calloc(1, size)` when `zeroed`: a block
 /// C may `PyMem_Free`, seen by tracemalloc. NULL on failure.
-///
-/// Every PyMem block is at least 8-aligned in any working CPython (its own
-/// arrays of pointers live in them); pyalloc stops with a message rather
-/// than hand Rust a block that breaks that.
 #[inline]
 pub(crate) fn allocate(_: &MainGil, size: usize, zeroed: bool) -> *mut u8 {
     // SAFETY: the token proves the main interpreter's GIL is held.
@@ -74,7 +75,7 @@ pub(crate) fn allocate(_: &MainGil, size: usize, zeroed: bool) -> *mut u8 {
         return ptr::null_mut();
     }
     stats::bump(Hot::PymemAllocs);
-    checked_alignment(block, "PyMem_Malloc")
+    sys::checked_alignment(block, ALIGN, "PyMem_Malloc")
 }
 
 /// `PyMem_Realloc` on the heap of the interpreter `_gil` proves; on failure
@@ -89,7 +90,7 @@ pub(crate) unsafe fn resize(_gil: &Attached, block: *mut u8, size: usize) -> *mu
     if moved.is_null() {
         return ptr::null_mut();
     }
-    checked_alignment(moved, "PyMem_Realloc")
+    sys::checked_alignment(moved, ALIGN, "PyMem_Realloc")
 }
 
 /// `PyMem_Free` on the heap of the interpreter `_gil` proves.
@@ -102,12 +103,4 @@ pub(crate) unsafe fn release(_gil: &Attached, block: *mut u8) {
     // SAFETY: the token proves the GIL; the caller vouches for the block.
     unsafe { PyMem_Free(block.cast()) };
     stats::bump(Hot::PymemFrees);
-}
-
-#[inline]
-fn checked_alignment(block: *mut u8, source: &str) -> *mut u8 {
-    if block as usize % 8 != 0 {
-        sys::fatal(source, "returned a block that is not 8-byte aligned");
-    }
-    block
 }

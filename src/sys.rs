@@ -98,6 +98,17 @@ pub(crate) fn env(name: &CStr) -> Option<&'static [u8]> {
     (!value.is_null()).then(|| unsafe { CStr::from_ptr(value) }.to_bytes())
 }
 
+/// `block`, after checking that it is `align`-aligned: a backend (PyMem, the
+/// private heap) that breaks its alignment stops the process with a message
+/// rather than handing Rust a misaligned block.
+#[inline]
+pub(crate) fn checked_alignment(block: *mut u8, align: usize, source: &str) -> *mut u8 {
+    if block as usize % align != 0 {
+        fatal(source, "returned a block below its guaranteed alignment");
+    }
+    block
+}
+
 /// Writes `pyalloc: fatal: <source> <what>` to stderr and aborts. Allocates
 /// nothing, so it is safe inside the allocator.
 #[cold]

@@ -115,10 +115,11 @@ fn main_interpreter() -> *mut PyInterpreterState {
 /// Registers `func` to run at the end of `Py_FinalizeEx`; false when
 /// CPython's table of such functions (32 entries) is full.
 ///
-/// Only a thread attached to the main interpreter may call it: that
-/// serialises it with every other `Py_AtExit` caller on 3.11 (3.12+ lock).
-pub(crate) fn at_exit(func: extern "C" fn()) -> bool {
-    // SAFETY: as documented above, the caller is attached to the main
-    // interpreter; `func` is a plain function that lives for the process.
+/// # Safety
+/// The calling thread is attached to the main interpreter: that serialises
+/// the call with every other `Py_AtExit` caller on 3.11 (3.12+ lock).
+pub(crate) unsafe fn at_exit(func: extern "C" fn()) -> bool {
+    // SAFETY: the caller is attached to the main interpreter (its promise);
+    // `func` is a plain function that lives for the process.
     unsafe { Py_AtExit(func) == 0 }
 }

@@ -151,12 +151,30 @@ unsafe fn read_words(p: *mut u8) -> (usize, usize) {
     }
 }
 
+/// The backend block size for a user size: room for the two words and the
+/// placement, and at least 1 byte even for 0. None on overflow.
+#[inline]
+fn backend_size(size: usize) -> Option<usize> {
+    size.max(1).checked_add(SLACK)
+}
+
+/// Where the user pointer goes in a 16-aligned backend block: 16 or 32
+/// bytes in, whichever is 16 mod 32.
+#[inline]
+fn user_offset(start: *mut u8) -> usize {
+    if start as usize % 32 == 0 {
+        16
+    } else {
+        32
+    }
+}
+
 /// A private block of `size` bytes (at least 1 byte of backend room even
 /// for 0), 16-aligned, zero-filled by the backend when `zeroed`. NULL when
 /// out of memory.
 #[inline]
 pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
-    let Some(total) = size.max(1).checked_add(SLACK) else {
+    let Some(total) = backend_size(size) else {
         return ptr::null_mut();
     };
     let cookie = cookie();
@@ -177,14 +195,9 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
 /// `start` is a live backend block of at least `SLACK + 1` bytes.
 #[inline]
 unsafe fn mark(start: *mut u8, backend: usize, cookie: usize) -> *mut u8 {
-    if start as usize % 16 != 0 {
-        sys::fatal("the private heap", "returned a block that is not 16-byte aligned");
-    }
-    let (offset, placement) = if start as usize % 32 == 0 {
-        (16, 0)
-    } else {
-        (32, STARTS_32_BEFORE)
-    };
+    let start = sys::checked_alignment(start, 16, "the private heap");
+    let offset = user_offset(start);
+    let placement = if offset == 32 { STARTS_32_BEFORE } else { 0 };
     let user = start.wrapping_add(offset);
     let owner_word = ptr::addr_of!(OWNER) as usize | placement | backend;
     // SAFETY: `offset <= SLACK`, so both words lie inside the block, 8-aligned.
@@ -225,8 +238,8 @@ impl PrivateBlock {
         let owner = unsafe { &*owner };
         if owner.magic != OWNER_MAGIC {
             sys::fatal(
-                "pyalloc_free",
-                "a private block's owner speaks another pyalloc ABI",
+                "the private heap",
+                "found a block whose owner speaks another pyalloc ABI",
             );
         }
         Some(owner)
@@ -265,6 +278,8 @@ impl PrivateBlock {
             Some(owner) => unsafe { (owner.release)(self.user) },
             None => {
                 self.unmark();
+                // A live block's size cannot overflow, and an unchecked add
+                // keeps the free path free of a branch to `mi_usable_size`.
                 let total = size.map(|size| size.max(1) + SLACK);
                 // SAFETY: this copy's backend block, given up by the caller,
                 // released by the backend that made it.
@@ -292,7 +307,7 @@ impl PrivateBlock {
             // SAFETY: another copy's block, resized by that copy.
             return unsafe { (owner.resize)(self.user, new_size) };
         }
-        let Some(total) = new_size.max(1).checked_add(SLACK) else {
+        let Some(total) = backend_size(new_size) else {
             return ptr::null_mut();
         };
         let old_offset = self.user as usize - self.start() as usize;
@@ -314,7 +329,7 @@ impl PrivateBlock {
         }
         // The backend kept the bytes at the old offset; move them when the
         // new block puts the user pointer at the other one.
-        let new_offset = if start as usize % 32 == 0 { 16 } else { 32 };
+        let new_offset = user_offset(start);
         if new_offset != old_offset {
             let kept = old_size.map_or(new_size, |old| old.min(new_size));
             // SAFETY: both ranges lie inside the new block of `total` bytes
@@ -333,8 +348,8 @@ unsafe extern "C" fn release_for_another_copy(user: *mut u8) {
         // SAFETY: the other copy gives the block up.
         Some(block) => unsafe { block.release(None) },
         None => sys::fatal(
-            "pyalloc_free",
-            "another copy of pyalloc passed a block that is not private",
+            "the private heap",
+            "was passed a block that is not private by another copy of pyalloc",
         ),
     }
 }
