@@ -92,8 +92,9 @@ fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
 /// its blocks unchanged: a `Box` made on a new thread (which holds no GIL, so
 /// `PyAlloc` makes a private block) must be a private block of this copy of
 /// pyalloc. A wrapping allocator that adds a header, or another allocator,
-/// hands out something else. Probed once, then cached; "no" when no thread
-/// can be started, which only costs a copy.
+/// hands out something else. Probed on a new thread, and the answer cached;
+/// "no" (not cached, probed again next time) when no thread can be started,
+/// which only costs a copy.
 pub fn is_global_allocator() -> bool {
     const UNKNOWN: u8 = 0;
     const YES: u8 = 1;

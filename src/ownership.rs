@@ -107,10 +107,11 @@ pub fn into_pymem(bytes: Vec<u8>) -> Result<PyMemBlock, Vec<u8>> {
         return Err(bytes);
     };
     let len = bytes.len();
-    let ours = is_global_allocator();
+    // An empty vector has no block to probe or hand over.
+    let ours = bytes.capacity() > 0 && is_global_allocator();
     // SAFETY: with capacity, the vector's buffer is a live block of the
     // global allocator.
-    if bytes.capacity() > 0 && ours && unsafe { family::is_pymem(bytes.as_ptr().cast_mut()) } {
+    if ours && unsafe { family::is_pymem(bytes.as_ptr().cast_mut()) } {
         let mut bytes = ManuallyDrop::new(bytes);
         return Ok(PyMemBlock {
             // SAFETY: a Vec with capacity > 0 has a non-null buffer.

@@ -1,6 +1,7 @@
-//! The private heap's backend without the `mimalloc` feature: the system
-//! allocator, as is. Every private block is one `malloc` block, so malloc
-//! interposers (memray, heaptrack, valgrind) see each allocation and free.
+//! The private heap's backend without the `mimalloc` feature, or with
+//! `PYALLOC_PRIVATE_HEAP=system`: the system allocator, as is. Every private
+//! block it makes is one `malloc` block, so malloc interposers (memray,
+//! heaptrack, valgrind) see each allocation and free.
 
 use crate::sys;
 
