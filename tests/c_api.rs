@@ -420,18 +420,34 @@ fn finalization() {
     }
 }
 
-/// C's own PyMem blocks of every small size through every entry point, under
-/// malloc replacements that return 8-aligned blocks, with CPython's own
-/// allocators and with `PYTHONMALLOC=malloc`.
+/// C's own PyMem blocks of every small size through every entry point.
 #[test]
-fn foreign_allocators() {
+fn foreign_blocks() {
     Run::new("foreign_blocks").run();
+}
+
+/// Every program again under malloc replacements that return 8-aligned
+/// blocks for small requests, with CPython's own allocators and with
+/// `PYTHONMALLOC=malloc` (every PyMem block is then theirs).
+#[test]
+fn every_program_under_foreign_allocators() {
+    build_copies();
+    let programs = [
+        "exchange",
+        "lifecycle",
+        "subinterpreters",
+        "out_of_memory",
+        "thread_states",
+        "finalization",
+        "foreign_blocks",
+        "copies",
+        "thread_exit",
+    ];
     for allocator in ["jemalloc", "tcmalloc", "mimalloc"] {
         for mode in [None, Some("malloc")] {
-            Run::new("foreign_blocks")
-                .preload(allocator)
-                .pythonmalloc(mode)
-                .run();
+            for program in programs {
+                Run::new(program).preload(allocator).pythonmalloc(mode).run();
+            }
         }
     }
 }
