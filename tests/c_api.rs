@@ -319,12 +319,16 @@ impl<'a> Run<'a> {
 }
 
 /// The shared objects `copies` loads: twelve copies of pyalloc, each hidden
-/// in its own module, as extension modules carry them.
+/// in its own module, as extension modules carry them. Made once: tests run
+/// in parallel, and rewriting a copy another test has loaded would break it.
 fn build_copies() {
-    let built = compile("copy_module", Flavour::Plain, true);
-    for copy in 0..12 {
-        fs::copy(&built, programs_dir().join(format!("libcopy_{copy:02}.so"))).expect("writable");
-    }
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let built = compile("copy_module", Flavour::Plain, true);
+        for copy in 0..12 {
+            fs::copy(&built, programs_dir().join(format!("libcopy_{copy:02}.so"))).expect("writable");
+        }
+    });
 }
 
 /// Checks the logs of a valgrind run with `tests/support/pyalloc_checks.py`:
