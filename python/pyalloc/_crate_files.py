@@ -1,11 +1,8 @@
 """The files of the pyalloc crate, as Cargo.toml's `package.include` names
 them (plus Cargo.toml and Cargo.lock): the one list that the sdist, the copy
-of the crate installed with the Python package, and `cargo package` share.
+of the crate installed with the Python package, and `cargo package` share
+(scripts/check-packaging.sh compares this list with cargo's)."""
 
-    python _crate_files.py ROOT    prints them, one per line
-"""
-
-import sys
 import tomllib
 from pathlib import Path
 
@@ -15,11 +12,15 @@ def include_patterns(root):
 
 
 def crate_files(root):
-    """Paths relative to `root`, sorted: each `dir/` pattern's files (not
-    caches), each other pattern as a glob."""
+    """Paths relative to `root`, sorted: each `/dir/` pattern's files (not
+    caches), each other pattern as a glob; every pattern is anchored at
+    `root` (a leading "/")."""
     root = Path(root)
     found = {"Cargo.toml", "Cargo.lock"}
-    for pattern in include_patterns(root):
+    for anchored in include_patterns(root):
+        if not anchored.startswith("/"):
+            raise ValueError(f"Cargo.toml's include pattern {anchored!r} is not anchored with '/'")
+        pattern = anchored[1:]
         if pattern.endswith("/"):
             matches = (path for path in (root / pattern).rglob("*") if path.is_file())
         else:
@@ -29,6 +30,3 @@ def crate_files(root):
         )
     return sorted(found)
 
-
-if __name__ == "__main__":
-    print("\n".join(crate_files(sys.argv[1] if len(sys.argv) > 1 else ".")))
