@@ -29,14 +29,7 @@ static void *hook_malloc(void *ctx, size_t size) {
 }
 
 static void *hook_calloc(void *ctx, size_t nelem, size_t elsize) {
-    if (elsize != 0 && nelem > SIZE_MAX / elsize) {
-        return NULL;
-    }
-    uint8_t *block = hook_malloc(ctx, nelem * elsize);
-    if (block != NULL) {
-        memset(block, 0, nelem * elsize);
-    }
-    return block;
+    return calloc_through(hook_malloc, ctx, nelem, elsize);
 }
 
 static void *hook_realloc(void *ctx, void *ptr, size_t size) {
@@ -69,13 +62,8 @@ static void install_hook_before_initialize(void) {
     }
     header_size = (size_t)atoi(hook);
     CHECK(header_size == 8 || header_size == 16);
-    PyPreConfig preconfig;
-    PyPreConfig_InitPythonConfig(&preconfig);
-    PyStatus status = Py_PreInitialize(&preconfig); /* honours PYTHONMALLOC */
-    CHECK(!PyStatus_Exception(status));
-    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &wrapped);
     PyMemAllocatorEx hooked = {NULL, hook_malloc, hook_calloc, hook_realloc, hook_free};
-    PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &hooked);
+    wrap_allocator_before_initialize(PYMEM_DOMAIN_MEM, &wrapped, hooked);
     printf("  PyMem hook with a %zu-byte header\n", header_size);
 }
 

@@ -95,6 +95,32 @@ static inline void finish_interpreter(void) {
     CHECK(Py_FinalizeEx() == 0);
 }
 
+/* Pre-initializes (honouring PYTHONMALLOC) and puts `hook` in front of the
+ * domain's allocator, which is saved in `*wrapped` for the hook to call:
+ * PyMem_SetAllocator hooks as profilers install them, before Py_Initialize. */
+static inline void wrap_allocator_before_initialize(PyMemAllocatorDomain domain, PyMemAllocatorEx *wrapped,
+                                                    PyMemAllocatorEx hook) {
+    PyPreConfig preconfig;
+    PyPreConfig_InitPythonConfig(&preconfig);
+    PyStatus status = Py_PreInitialize(&preconfig);
+    CHECK(!PyStatus_Exception(status));
+    PyMem_GetAllocator(domain, wrapped);
+    PyMem_SetAllocator(domain, &hook);
+}
+
+/* A hook's calloc through its own malloc (which checks its header's
+ * overflow): the product checked, then the block zero-filled. */
+static inline void *calloc_through(void *(*malloc_fn)(void *, size_t), void *ctx, size_t nelem, size_t elsize) {
+    if (elsize != 0 && nelem > SIZE_MAX / elsize) {
+        return NULL;
+    }
+    void *block = malloc_fn(ctx, nelem * elsize);
+    if (block != NULL) {
+        memset(block, 0, nelem * elsize);
+    }
+    return block;
+}
+
 /* Runs Python source in __main__, failing the test on an exception. */
 static inline void run_python(const char *source) {
     CHECK(PyRun_SimpleString(source) == 0);

@@ -34,6 +34,6 @@ int main(void) {
     Py_InitializeEx(0);
     RUN(offsets_match_the_header);
     RUN(fields_read_what_cpython_reports);
-    CHECK(Py_FinalizeEx() == 0);
+    finish_interpreter();
     return 0;
 }

@@ -1,6 +1,7 @@
 /* Which thread holds the GIL, where CPython 3.11 records it inexactly
- * (src/cpython/attached_3_11.rs). Both cases run on every version; from
- * 3.12 the attached thread state is a thread-local and neither can happen.
+ * (src/cpython/attached_3_11.rs). From 3.12 the attached thread state is a
+ * thread-local and neither case can happen: the creator case runs on every
+ * version (and must find no holder from 3.12), the stale slot on 3.11.
  *
  * Stale slot (3.11): a worker's own thread state, deleted by the main
  * thread, stays in the worker's GILState slot; a new state at the same
@@ -30,6 +31,9 @@ enum { HEADER = 16 };
 
 static void *lifo_malloc(void *ctx, size_t size) {
     (void)ctx;
+    if (size > SIZE_MAX - HEADER) {
+        return NULL;
+    }
     pthread_mutex_lock(&slot_lock);
     uint8_t *block = slot;
     if (block != NULL && *(size_t *)block == size) {
@@ -49,19 +53,15 @@ static void *lifo_malloc(void *ctx, size_t size) {
 }
 
 static void *lifo_calloc(void *ctx, size_t nelem, size_t elsize) {
-    if (elsize != 0 && nelem > (SIZE_MAX - HEADER) / elsize) {
-        return NULL;
-    }
-    void *block = lifo_malloc(ctx, nelem * elsize);
-    if (block != NULL) {
-        memset(block, 0, nelem * elsize);
-    }
-    return block;
+    return calloc_through(lifo_malloc, ctx, nelem, elsize);
 }
 
 static void *lifo_realloc(void *ctx, void *ptr, size_t size) {
     if (ptr == NULL) {
         return lifo_malloc(ctx, size);
+    }
+    if (size > SIZE_MAX - HEADER) {
+        return NULL;
     }
     uint8_t *block = raw.realloc(raw.ctx, (uint8_t *)ptr - HEADER, size + HEADER);
     if (block == NULL) {
@@ -86,13 +86,8 @@ static void lifo_free(void *ctx, void *ptr) {
 }
 
 static void install_lifo_raw_allocator(void) {
-    PyPreConfig preconfig;
-    PyPreConfig_InitPythonConfig(&preconfig);
-    PyStatus status = Py_PreInitialize(&preconfig); /* honours PYTHONMALLOC */
-    CHECK(!PyStatus_Exception(status));
-    PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &raw);
     PyMemAllocatorEx lifo = {NULL, lifo_malloc, lifo_calloc, lifo_realloc, lifo_free};
-    PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &lifo);
+    wrap_allocator_before_initialize(PYMEM_DOMAIN_RAW, &raw, lifo);
 }
 
 static sem_t to_worker, to_main;
@@ -187,11 +182,9 @@ struct binding_job {
 static struct binding_job binding;
 static sem_t attached, release_attacher;
 
-static void *creator(void *arg) {
-    (void)arg;
+static void create_the_state(void) {
     binding.made = PyThreadState_New(PyInterpreterState_Main());
     CHECK(binding.made != NULL);
-    return NULL;
 }
 
 static void *attacher(void *arg) {
@@ -204,14 +197,12 @@ static void *attacher(void *arg) {
     return NULL;
 }
 
-static void *creator_asks(void *arg) {
-    (void)arg;
+static void ask_as_the_creator(void) {
     binding.gilstate_check = PyGILState_Check();
     void *block = pyalloc_malloc(48);
     CHECK(block != NULL);
     binding.pymem = pyalloc_is_pymem(block);
     pyalloc_free(block); /* PyMem_Free on 3.11, racing nobody: the holder is parked */
-    return NULL;
 }
 
 /* The creating thread must stay alive and ask while another thread holds
@@ -222,10 +213,10 @@ struct creator_thread {
 
 static void *creator_thread(void *arg) {
     struct creator_thread *me = arg;
-    creator(NULL);
+    create_the_state();
     CHECK(sem_post(&me->asked) == 0);
     CHECK(sem_wait(&me->ask) == 0);
-    creator_asks(NULL);
+    ask_as_the_creator();
     CHECK(sem_post(&me->asked) == 0);
     return NULL;
 }
@@ -256,16 +247,12 @@ static void creator_binding_is_the_documented_limit(void) {
     printf("  the creating thread: pymem %d, PyGILState_Check %d\n", binding.pymem, binding.gilstate_check);
 }
 
-#if PY_VERSION_HEX < 0x030C0000
-#define STALE_SLOT_CASE 1
-#endif
-
 int main(void) {
     install_lifo_raw_allocator();
     CHECK(sem_init(&to_worker, 0, 0) == 0 && sem_init(&to_main, 0, 0) == 0);
     Py_InitializeEx(0);
     printf("python %s\n", Py_GetVersion());
-#ifdef STALE_SLOT_CASE
+#if PY_VERSION_HEX < 0x030C0000
     RUN(stale_gilstate_slot_is_not_the_gil);
 #else
     (void)stale_gilstate_slot_is_not_the_gil;

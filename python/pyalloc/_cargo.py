@@ -4,11 +4,10 @@ of the crate and of pyalloc. Standard library only, so that both
 ``pyalloc.setuptools`` and pyalloc's own C test runner (``tests/c_api.rs``,
 which runs this file as a script) use the same code.
 
-    python _cargo.py MANIFEST --target-dir DIR [--release] [--features A,B]
-                     [--no-default-features]
+    python _cargo.py MANIFEST --target-dir DIR [--features A,B]
 
-prints three lines: the archive's path, its native link flags (separated by
-spaces) and the include directories (separated by the path separator).
+builds it in the debug profile and prints two lines: the archive's path and
+its native link flags (separated by spaces).
 """
 
 import argparse
@@ -42,13 +41,10 @@ def run_cargo(command, env=None):
         raise CargoError(f"could not run cargo ({command[0]}): {error}") from error
 
 
-def build_static_library(
-    manifest, *, release, target_dir, name, features=(), default_features=True, patch_pyalloc=None
-):
+def build_static_library(manifest, *, release, target_dir, name, features=(), patch_pyalloc=None):
     """Builds the crate `name` at `manifest` as a static library for the
     running interpreter (PYO3_PYTHON), with `features` (which may name a
-    dependency's, `pyalloc/global-allocator`), without the crate's default
-    features when `default_features` is false. `patch_pyalloc`, a directory,
+    dependency's, `pyalloc/global-allocator`). `patch_pyalloc`, a directory,
     is the pyalloc crate that a `pyalloc = "0.1"` dependency resolves to.
 
     Returns the archive's path, its native link flags, and the include
@@ -61,8 +57,6 @@ def build_static_library(
     ]
     if features:
         command += ["--features", ",".join(features)]
-    if not default_features:
-        command.append("--no-default-features")
     if patch_pyalloc is not None:
         # A TOML basic string; JSON's escapes are TOML's as long as non-ASCII
         # characters stay themselves (JSON would write surrogate pairs).
@@ -119,29 +113,27 @@ def build_static_library(
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Build a crate as a static library; print what cargo reports.")
+    parser = argparse.ArgumentParser(
+        description="Build a crate as a debug static library; print the archive and its native link flags."
+    )
     parser.add_argument("manifest")
     parser.add_argument("--target-dir", required=True)
-    parser.add_argument("--release", action="store_true")
     parser.add_argument("--features", default="")
-    parser.add_argument("--no-default-features", action="store_true")
     args = parser.parse_args(argv)
     features = [feature for feature in args.features.split(",") if feature]
     try:
-        library, native_libs, include_dirs = build_static_library(
+        library, native_libs, _ = build_static_library(
             args.manifest,
-            release=args.release,
+            release=False,
             target_dir=args.target_dir,
             name=Path(args.manifest).resolve().parent.name,
             features=features,
-            default_features=not args.no_default_features,
         )
     except CargoError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(library)
     print(" ".join(native_libs))
-    print(os.pathsep.join(include_dirs))
     return 0
 
 

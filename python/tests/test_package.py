@@ -6,18 +6,16 @@ import ctypes
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from pyalloc_checks import run_snippet
+from conftest import REPO
+from pyalloc_checks import needed_libraries, run_snippet
 
 import pyalloc
 from pyalloc import _pyalloc
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_stats_collect_and_version():
@@ -51,14 +49,6 @@ def test_rust_symbols_are_hidden_from_the_module():
     assert hasattr(module, "PyInit__pyalloc")
     for hidden in ("pyalloc_malloc", "pyalloc_demo_hex", "rust_begin_unwind", "mi_malloc", "pyalloc_module_state"):
         assert not hasattr(module, hidden), hidden
-
-
-def needed_libraries(shared_object):
-    """The DT_NEEDED entries of a shared object, from readelf (binutils)."""
-    readelf = shutil.which("readelf")
-    assert readelf is not None, "readelf (binutils) is required by this test and was not found"
-    dynamic = subprocess.run([readelf, "-d", str(shared_object)], capture_output=True, text=True, check=True)
-    return [line.split("[", 1)[1].rstrip("]") for line in dynamic.stdout.splitlines() if "(NEEDED)" in line]
 
 
 def test_extension_does_not_link_libpython():

@@ -9,13 +9,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
+from conftest import REPO
+from pyalloc_checks import needed_libraries
 
 import pyalloc
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "mixed_extension"
 
 
@@ -85,15 +85,6 @@ def test_builds_links_and_rebuilds_only_when_rust_changes(tmp_path, cargo_target
     for hidden in ("utf8scan_invalid_offsets", "pyalloc_malloc", "rust_begin_unwind"):
         assert not hasattr(library, hidden), hidden
     assert not [lib for lib in needed_libraries(module) if lib.startswith("libpython")]
-
-
-def needed_libraries(shared_object):
-    """The DT_NEEDED entries of a shared object, from readelf."""
-    readelf = shutil.which("readelf")
-    if readelf is None:
-        pytest.skip("readelf (binutils) is not installed")
-    dynamic = subprocess.run([readelf, "-d", str(shared_object)], capture_output=True, text=True, check=True).stdout
-    return [line.split("[", 1)[1].rstrip("]") for line in dynamic.splitlines() if "(NEEDED)" in line]
 
 
 def test_a_second_build_ext_run_in_one_process_adds_nothing(tmp_path, cargo_target):

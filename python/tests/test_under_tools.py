@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pyalloc_checks import source_names, valgrind_problems
+from pyalloc_checks import require_tool, source_names, valgrind_problems
 
 from conftest import REPO
 
@@ -49,8 +49,7 @@ print("ok")
 
 @pytest.mark.skipif(INNER_RUN, reason="this is the inner run")
 def test_valgrind_finds_no_invalid_access_and_no_leak_from_the_extension(tmp_path):
-    valgrind = subprocess.run(["sh", "-c", "command -v valgrind"], capture_output=True, text=True).stdout.strip()
-    assert valgrind, "valgrind is required by this test and was not found (scripts/test.sh installs it)"
+    valgrind = require_tool("valgrind")
     log = tmp_path / "valgrind.log"
     command = [
         valgrind,

@@ -143,7 +143,6 @@ fn stress_child(seed: u64, ops: usize, wrapper: &[&str], vars: &[(&str, &str)]) 
     let mut command = common::command_under(wrapper, &env::current_exe().expect("test binary"));
     command
         .args(["--exact", "stress", "--nocapture", "--test-threads=1"])
-        .env("PYALLOC_STRESS_CHILD", "1")
         .env("PYALLOC_STRESS_SEED", seed.to_string())
         .env("PYALLOC_STRESS_OPS", ops.to_string())
         .envs(vars.iter().copied());

@@ -10,6 +10,7 @@ allocated and lost); otherwise 1, with the offending records printed.
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,22 @@ def run_snippet(code, env=None, timeout=120):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def require_tool(name):
+    """The path of a command-line tool, or a failure that names it: a test
+    that cannot run fails rather than passing or skipping."""
+    path = shutil.which(name)
+    assert path is not None, f"{name} is required by this test and was not found (scripts/test.sh installs it)"
+    return path
+
+
+def needed_libraries(shared_object):
+    """The DT_NEEDED entries of a shared object, from readelf (binutils)."""
+    dynamic = subprocess.run(
+        [require_tool("readelf"), "-d", str(shared_object)], capture_output=True, text=True, check=True
+    )
+    return [line.split("[", 1)[1].rstrip("]") for line in dynamic.stdout.splitlines() if "(NEEDED)" in line]
 
 # Frames that only pass an allocation through: the C and PyMem allocators and
 # Rust's allocation plumbing (std's frames name their files under library/).
