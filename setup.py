@@ -19,6 +19,7 @@ Environment:
 """
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -68,6 +69,9 @@ class CargoBuildExt(pyalloc_setuptools.build_ext):
         for header in ("pyalloc.h", "pyalloc_python.h"):
             self.copy_file(str(ROOT / "include" / header), str(package_dir / "include" / header))
         self.copy_file(str(library), str(package_dir / "lib" / "libpyalloc.a"))
+        # A build directory left by an older checkout may hold crate files
+        # that are gone now (cargo would read them): start the copy afresh.
+        shutil.rmtree(package_dir / "crate", ignore_errors=True)
         for name in crate_files.crate_files(ROOT):
             target = package_dir / "crate" / name
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -138,7 +138,9 @@ oldest_pyo3_ffi() {
     # The crate as published (cargo package), with pyo3-ffi pinned to the oldest.
     rm -rf target/compat/pyalloc-*/
     mkdir -p target/compat
-    tar -xzf "$(ls target/package/pyalloc-*.crate)" -C target/compat
+    # --touch: a .crate's files all carry one fixed 2006 timestamp, so cargo
+    # would take the library built from an older package as up to date.
+    tar --touch -xzf "$(ls target/package/pyalloc-*.crate)" -C target/compat
     cd target/compat/pyalloc-*/
     cargo update --quiet -p pyo3-ffi --precise "$oldest"
     # The stress test ran in full above; here it only has to build and pass.
