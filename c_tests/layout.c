@@ -1,9 +1,22 @@
 /* pyalloc reads two fields of PyThreadState itself, without a call: the
- * `interp` pointer (3.11-3.13) and, on 3.11, `thread_id` (see
- * src/cpython/). Their offsets must be this interpreter's own. */
+ * `interp` pointer (3.11-3.13) and, on 3.11, `thread_id`; and on 3.11-3.13
+ * (GIL builds) the main GIL's `locked` word (see src/cpython/). Their
+ * places must be this interpreter's own: the GIL's comes from its internal
+ * headers, hence Py_BUILD_CORE. */
+#define Py_BUILD_CORE 1
 #include "harness.h"
 
 #include <stddef.h>
+
+#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED) && defined(__x86_64__)
+#include "internal/pycore_runtime.h"
+#include "internal/pycore_interp.h"
+#if PY_VERSION_HEX < 0x030C0000
+#define MAIN_GIL_LOCKED (&_PyRuntime.ceval.gil.locked)
+#else
+#define MAIN_GIL_LOCKED (&PyInterpreterState_Main()->_gil.locked)
+#endif
+#endif
 
 static void offsets_match_the_header(void) {
     size_t interp = 0, thread_id = 0;
@@ -21,6 +34,30 @@ static void offsets_match_the_header(void) {
     printf("  interp at %zu, thread_id at %zu\n", interp, thread_id);
 }
 
+/* pyalloc confirms where the main GIL's `locked` word is the first time a
+ * thread attached to the main interpreter allocates, and from then on
+ * answers "not attached" with one read while nobody holds the GIL. */
+static void main_gil_word_is_the_headers(void) {
+    pyalloc_free(pyalloc_malloc(8)); /* an allocation under the GIL confirms it */
+    const int *locked = pyalloc_testing_main_gil_locked();
+#ifdef MAIN_GIL_LOCKED
+    CHECK(locked != NULL && (const void *)locked == (const void *)MAIN_GIL_LOCKED);
+#else
+    CHECK(locked == NULL);
+#endif
+    printf("  main GIL's locked word %s\n", locked != NULL ? "confirmed" : "not read");
+
+    /* And the quick answer is the right one on both sides of the GIL. */
+    void *held = pyalloc_malloc(8);
+    CHECK(held != NULL && pyalloc_is_pymem(held));
+    PyThreadState *saved = PyEval_SaveThread();
+    void *released = pyalloc_malloc(8);
+    CHECK(released != NULL && !pyalloc_is_pymem(released));
+    pyalloc_free(released);
+    PyEval_RestoreThread(saved);
+    pyalloc_free(held);
+}
+
 /* The same answer from the fields as from CPython's own functions. */
 static void fields_read_what_cpython_reports(void) {
     PyThreadState *tstate = PyThreadState_Get();
@@ -34,6 +71,7 @@ int main(void) {
     Py_InitializeEx(0);
     RUN(offsets_match_the_header);
     RUN(fields_read_what_cpython_reports);
+    RUN(main_gil_word_is_the_headers);
     finish_interpreter();
     return 0;
 }

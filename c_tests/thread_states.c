@@ -17,7 +17,12 @@
  * holder. No field of a 3.11 thread state records who attached it, so
  * pyalloc cannot tell; this case shows the limit is still what the
  * documentation says, with the attaching thread parked so that the
- * misattributed allocation races nothing. */
+ * misattributed allocation races nothing.
+ *
+ * Family follows the GIL (every version): threads that take and release
+ * the GIL in a loop get a PyMem block exactly while they hold it, whoever
+ * else holds it in between; from 3.12 this also covers the quick "not
+ * attached" read of the main GIL's `locked` word (src/cpython/main_gil.rs). */
 #include "harness.h"
 
 #include <semaphore.h>
@@ -247,6 +252,40 @@ static void creator_binding_is_the_documented_limit(void) {
     printf("  the creating thread: pymem %d, PyGILState_Check %d\n", binding.pymem, binding.gilstate_check);
 }
 
+/* ---- family follows the GIL ---------------------------------------------- */
+
+enum { TOGGLERS = 4, TOGGLES = 2000 };
+
+static void *toggler(void *arg) {
+    (void)arg;
+    for (int i = 0; i < TOGGLES; i++) {
+        PyGILState_STATE gil = PyGILState_Ensure();
+        void *held = pyalloc_malloc(24);
+        CHECK(held != NULL && pyalloc_is_pymem(held));
+        PyGILState_Release(gil);
+        void *released = pyalloc_malloc(24);
+        CHECK(released != NULL && !pyalloc_is_pymem(released));
+        pyalloc_free(released);
+        gil = PyGILState_Ensure();
+        pyalloc_free(held);
+        PyGILState_Release(gil);
+    }
+    return NULL;
+}
+
+static void family_follows_the_gil(void) {
+    pthread_t threads[TOGGLERS];
+    PyThreadState *saved = PyEval_SaveThread();
+    for (int i = 0; i < TOGGLERS; i++) {
+        CHECK(pthread_create(&threads[i], NULL, toggler, NULL) == 0);
+    }
+    toggler(NULL); /* the main thread toggles too */
+    for (int i = 0; i < TOGGLERS; i++) {
+        CHECK(pthread_join(threads[i], NULL) == 0);
+    }
+    PyEval_RestoreThread(saved);
+}
+
 int main(void) {
     install_lifo_raw_allocator();
     CHECK(sem_init(&to_worker, 0, 0) == 0 && sem_init(&to_main, 0, 0) == 0);
@@ -259,6 +298,7 @@ int main(void) {
     printf("  the stale-slot case exists on 3.11 only\n");
 #endif
     RUN(creator_binding_is_the_documented_limit);
+    RUN(family_follows_the_gil);
     finish_interpreter();
     return 0;
 }

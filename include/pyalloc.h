@@ -232,6 +232,15 @@ void pyalloc_testing_set_pause(void (*hook)(void));
 void pyalloc_testing_layout(size_t *interp, size_t *thread_id);
 #endif
 
+#if defined(PYALLOC_TESTING)
+// The main GIL's `locked` word, once pyalloc has confirmed where it is
+// (it then answers "not attached" on allocation without a call while
+// no thread holds the GIL); NULL when it has not (3.14 and newer,
+// free-threaded builds, or before the first allocation by a thread
+// attached to the main interpreter).
+const int *pyalloc_testing_main_gil_locked(void);
+#endif
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

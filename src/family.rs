@@ -98,6 +98,9 @@ pub(crate) fn collect() -> usize {
 /// private otherwise (16-aligned). NULL when out of memory.
 #[inline]
 pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
+    if cpython::certainly_not_attached_to_main() {
+        return private::allocate(size, zeroed);
+    }
     match caller() {
         Caller::Main(gil) => pymem::allocate(&gil, size, zeroed),
         _ => private::allocate(size, zeroed),

@@ -34,6 +34,16 @@ mod hooks {
         }
     }
 
+    /// The main GIL's `locked` word, once pyalloc has confirmed where it is
+    /// (it then answers "not attached" on allocation without a call while
+    /// no thread holds the GIL); NULL when it has not (3.14 and newer,
+    /// free-threaded builds, or before the first allocation by a thread
+    /// attached to the main interpreter).
+    #[no_mangle]
+    pub extern "C" fn pyalloc_testing_main_gil_locked() -> *const core::ffi::c_int {
+        crate::cpython::main_gil_locked()
+    }
+
     pub(crate) fn pause_point() {
         let raw = PAUSE.load(Acquire);
         if !raw.is_null() {
@@ -46,7 +56,7 @@ mod hooks {
 }
 
 #[cfg(feature = "testing")]
-pub use hooks::{pyalloc_testing_layout, pyalloc_testing_set_pause};
+pub use hooks::{pyalloc_testing_layout, pyalloc_testing_main_gil_locked, pyalloc_testing_set_pause};
 
 #[cfg(feature = "testing")]
 pub(crate) use hooks::pause_point;

@@ -59,8 +59,12 @@ unsafe impl GlobalAlloc for Naive {
 pub enum Contender {
     /// pyalloc on a thread that holds the GIL (the pymem family).
     PyAlloc,
-    /// pyalloc with the GIL released (the private family).
+    /// pyalloc with the GIL released (the private family), no thread
+    /// holding it.
     PyAllocNoGil,
+    /// The same while another thread holds the GIL (the thread that
+    /// allocates still does not).
+    PyAllocNoGilBusy,
     PyMemDirect,
     Naive,
     System,
@@ -72,6 +76,7 @@ impl Contender {
         match self {
             Contender::PyAlloc => "pyalloc",
             Contender::PyAllocNoGil => "pyalloc (no GIL)",
+            Contender::PyAllocNoGilBusy => "pyalloc (no GIL, GIL busy)",
             Contender::PyMemDirect => "pymem-direct",
             Contender::Naive => "naive",
             Contender::System => "system",
@@ -81,13 +86,19 @@ impl Contender {
 
     /// Whether the bench thread releases the GIL while this contender runs.
     pub fn releases_gil(self) -> bool {
-        self == Contender::PyAllocNoGil
+        matches!(self, Contender::PyAllocNoGil | Contender::PyAllocNoGilBusy)
+    }
+
+    /// Whether another thread holds the GIL while this contender runs.
+    pub fn gil_busy(self) -> bool {
+        self == Contender::PyAllocNoGilBusy
     }
 
     fn from_u8(value: u8) -> Contender {
         [
             Contender::PyAlloc,
             Contender::PyAllocNoGil,
+            Contender::PyAllocNoGilBusy,
             Contender::PyMemDirect,
             Contender::Naive,
             Contender::System,
@@ -106,7 +117,7 @@ pub trait Workload {
 /// Runs `workload` against `contender`'s allocator.
 pub fn run<W: Workload>(contender: Contender, workload: &mut W) -> W::Output {
     match contender {
-        Contender::PyAlloc | Contender::PyAllocNoGil => workload.run(&PyAlloc),
+        Contender::PyAlloc | Contender::PyAllocNoGil | Contender::PyAllocNoGilBusy => workload.run(&PyAlloc),
         Contender::PyMemDirect => workload.run(&PyMemDirect),
         Contender::Naive => workload.run(&Naive),
         Contender::System => workload.run(&System),
@@ -127,7 +138,9 @@ static GLOBAL: Switch = Switch;
 macro_rules! dispatch {
     ($method:ident($($arg:expr),*)) => {
         match Contender::from_u8(SELECTED.load(Relaxed)) {
-            Contender::PyAlloc | Contender::PyAllocNoGil => PyAlloc.$method($($arg),*),
+            Contender::PyAlloc | Contender::PyAllocNoGil | Contender::PyAllocNoGilBusy => {
+                PyAlloc.$method($($arg),*)
+            }
             Contender::PyMemDirect => PyMemDirect.$method($($arg),*),
             Contender::Naive => Naive.$method($($arg),*),
             Contender::System => System.$method($($arg),*),

@@ -2,6 +2,7 @@
 //! order each round (seeded, so runs are comparable) so that none always runs
 //! first or after the same neighbour, and the median of the rounds kept.
 
+use std::sync::mpsc;
 use std::time::Instant;
 
 use pyo3_ffi as ffi;
@@ -62,10 +63,37 @@ pub fn gil_state_for<R>(contender: Contender, job: impl FnOnce() -> R) -> R {
     // and only releases it inside this function), and restores it below.
     unsafe {
         let state = ffi::PyEval_SaveThread();
-        let result = job();
+        let result = if contender.gil_busy() {
+            with_gil_held_elsewhere(job)
+        } else {
+            job()
+        };
         ffi::PyEval_RestoreThread(state);
         result
     }
+}
+
+/// Runs `job` while a helper thread holds the GIL, parked (no CPU) until
+/// `job` is done. The calling thread must not hold the GIL.
+fn with_gil_held_elsewhere<R>(job: impl FnOnce() -> R) -> R {
+    let (held_tx, held_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // SAFETY: a new thread with no thread state; PyGILState_Ensure
+            // makes one and takes the GIL, Release gives both back.
+            unsafe {
+                let gil = ffi::PyGILState_Ensure();
+                held_tx.send(()).expect("the bench thread waits");
+                let _ = done_rx.recv();
+                ffi::PyGILState_Release(gil);
+            }
+        });
+        held_rx.recv().expect("the helper took the GIL");
+        let result = job();
+        done_tx.send(()).expect("the helper waits");
+        result
+    })
 }
 
 /// Nanoseconds `job` takes, divided by `ops`.

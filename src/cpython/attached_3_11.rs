@@ -21,7 +21,9 @@
 
 use core::ffi::{c_int, c_ulong, c_void};
 
-use pyo3_ffi::PyThreadState;
+use pyo3_ffi::{PyInterpreterState, PyThreadState};
+
+use super::main_gil::GilWords;
 
 extern "C" {
     fn _PyThreadState_UncheckedGet() -> *mut PyThreadState;
@@ -112,4 +114,27 @@ pub(super) fn thread_state() -> *mut PyThreadState {
     } else {
         core::ptr::null_mut()
     }
+}
+
+extern "C" {
+    /// libpython's `_PyRuntimeState`; only addresses inside it are taken.
+    static _PyRuntime: [u64; 0];
+}
+
+/// The GIL's `locked` and `last_holder` in 3.11's `_PyRuntime`
+/// (`ceval.gil`, `Include/internal/pycore_runtime.h`; 3.11 has one GIL, in
+/// the runtime), as the header places them in a release build on x86-64:
+/// 3.11 publishes no offsets of its own. `c_tests/layout.c` compares them
+/// with the interpreter's header, and `main_gil` uses them only once
+/// confirmed. `_PyRuntimeState` is over 100 KiB, so both lie inside it.
+#[inline]
+pub(super) fn main_gil_words(_main: *mut PyInterpreterState) -> Option<GilWords> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let runtime = core::ptr::addr_of!(_PyRuntime).cast::<u8>();
+    Some(GilWords {
+        locked: runtime.wrapping_add(376).cast(),
+        last_holder: runtime.wrapping_add(368).cast(),
+    })
 }

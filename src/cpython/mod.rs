@@ -5,6 +5,9 @@
 //! in this folder: `attached_3_11.rs`, `attached_3_12.rs`,
 //! `attached_3_13.rs` (3.13 and newer, free-threaded builds too), chosen by
 //! the cfgs that `build.rs` derives from pyo3-ffi's interpreter config.
+//! Allocation asks a cheaper question first (`main_gil.rs`): does any thread
+//! hold the main GIL? While none does, the answer is "not attached" without
+//! a call into libpython.
 //!
 //! A false "attached to the main interpreter" would call `PyMem_*` without
 //! the GIL and corrupt the heap; a false "not attached" only sends a block to
@@ -20,6 +23,7 @@ use pyo3_ffi::{PyInterpreterState, PyThreadState};
 #[cfg_attr(all(pyalloc_py312, not(pyalloc_py313)), path = "attached_3_12.rs")]
 #[cfg_attr(pyalloc_py313, path = "attached_3_13.rs")]
 mod attached;
+mod main_gil;
 
 extern "C" {
     fn PyInterpreterState_Main() -> *mut PyInterpreterState;
@@ -47,12 +51,25 @@ pub(crate) enum Interpreter {
 pub(crate) fn attached_interpreter() -> Interpreter {
     let tstate = attached::thread_state();
     if tstate.is_null() {
-        Interpreter::None
-    } else if interpreter_of(tstate) == main_interpreter() {
+        return Interpreter::None;
+    }
+    let main = main_interpreter();
+    if interpreter_of(tstate) == main {
+        main_gil::confirm_once(main, tstate);
         Interpreter::Main
     } else {
         Interpreter::Other
     }
+}
+
+/// True when the calling thread is certainly not attached to the main
+/// interpreter, known without a call into libpython (no thread holds the
+/// main GIL, see `main_gil.rs`); false when it may be, and
+/// `attached_interpreter` must answer. For allocation only: it does not
+/// tell a subinterpreter from no interpreter.
+#[inline]
+pub(crate) fn certainly_not_attached_to_main() -> bool {
+    main_gil::certainly_not_held()
 }
 
 /// The leading fields of CPython's `struct _ts` (`Include/cpython/pystate.h`:
@@ -76,6 +93,13 @@ pub(crate) const INTERP_OFFSET: usize = 0;
 pub(crate) use attached::THREAD_ID_OFFSET;
 #[cfg(all(feature = "testing", pyalloc_py312))]
 pub(crate) const THREAD_ID_OFFSET: usize = 0;
+
+/// The confirmed `locked` word of the main GIL (NULL when there is none),
+/// for the layout test.
+#[cfg(feature = "testing")]
+pub(crate) fn main_gil_locked() -> *const core::ffi::c_int {
+    main_gil::confirmed_locked().cast()
+}
 
 #[cfg(not(pyalloc_py314))]
 #[inline]
