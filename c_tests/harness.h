@@ -18,6 +18,27 @@
 
 #include "pyalloc.h"
 
+/* Whether pyalloc reads the main GIL's `locked` word on this build
+ * (src/cpython/main_gil.rs): 3.11-3.13 GIL builds, 3.11-3.12 on x86-64. */
+#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED) && \
+    (PY_VERSION_HEX >= 0x030D0000 || defined(__x86_64__))
+#define READS_MAIN_GIL 1
+#else
+#define READS_MAIN_GIL 0
+#endif
+
+/* The main GIL's word as pyalloc confirmed it (NULL if not), and how many
+ * allocations it has answered. */
+static inline const int *main_gil_word(uint64_t *answered) {
+    const int *locked = NULL;
+    uint64_t count = 0;
+    pyalloc_testing_main_gil(&locked, &count);
+    if (answered != NULL) {
+        *answered = count;
+    }
+    return locked;
+}
+
 #define CHECK(cond)                                                              \
     do {                                                                         \
         if (!(cond)) {                                                           \

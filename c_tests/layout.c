@@ -1,6 +1,6 @@
 /* pyalloc reads two fields of PyThreadState itself, without a call: the
  * `interp` pointer (3.11-3.13) and, on 3.11, `thread_id`; and on 3.11-3.13
- * (GIL builds) the main GIL's `locked` word (see src/cpython/). Their
+ * (GIL builds) the main GIL's `locked` word (see src/cpython/main_gil.rs). Their
  * places must be this interpreter's own: the GIL's comes from its internal
  * headers, hence Py_BUILD_CORE. */
 #define Py_BUILD_CORE 1
@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED) && defined(__x86_64__)
+#if READS_MAIN_GIL
 #include "internal/pycore_runtime.h"
 #include "internal/pycore_interp.h"
 #if PY_VERSION_HEX < 0x030C0000
@@ -36,26 +36,41 @@ static void offsets_match_the_header(void) {
 
 /* pyalloc confirms where the main GIL's `locked` word is the first time a
  * thread attached to the main interpreter allocates, and from then on
- * answers "not attached" with one read while nobody holds the GIL. */
+ * answers "not attached" from it while the GIL is free. */
 static void main_gil_word_is_the_headers(void) {
     pyalloc_free(pyalloc_malloc(8)); /* an allocation under the GIL confirms it */
-    const int *locked = pyalloc_testing_main_gil_locked();
-#ifdef MAIN_GIL_LOCKED
+    const int *locked = main_gil_word(NULL);
+#if READS_MAIN_GIL
     CHECK(locked != NULL && (const void *)locked == (const void *)MAIN_GIL_LOCKED);
 #else
     CHECK(locked == NULL);
 #endif
     printf("  main GIL's locked word %s\n", locked != NULL ? "confirmed" : "not read");
+}
 
-    /* And the quick answer is the right one on both sides of the GIL. */
+/* The quick answer is the right one on both sides of the GIL, is the one
+ * that answers while the GIL is free, and survives a new interpreter. */
+static void quick_answer_on_both_sides(void) {
+    uint64_t before = 0, after = 0;
     void *held = pyalloc_malloc(8);
     CHECK(held != NULL && pyalloc_is_pymem(held));
+    main_gil_word(&before);
     PyThreadState *saved = PyEval_SaveThread();
     void *released = pyalloc_malloc(8);
     CHECK(released != NULL && !pyalloc_is_pymem(released));
     pyalloc_free(released);
     PyEval_RestoreThread(saved);
+    main_gil_word(&after);
+    CHECK(after - before == (READS_MAIN_GIL ? 1 : 0));
     pyalloc_free(held);
+}
+
+static void quick_answer_after_reinitialising(void) {
+    const int *locked = main_gil_word(NULL);
+    CHECK(Py_FinalizeEx() == 0);
+    Py_InitializeEx(0);
+    CHECK(main_gil_word(NULL) == locked); /* the same static word */
+    quick_answer_on_both_sides();
 }
 
 /* The same answer from the fields as from CPython's own functions. */
@@ -72,6 +87,8 @@ int main(void) {
     RUN(offsets_match_the_header);
     RUN(fields_read_what_cpython_reports);
     RUN(main_gil_word_is_the_headers);
+    RUN(quick_answer_on_both_sides);
+    RUN(quick_answer_after_reinitialising);
     finish_interpreter();
     return 0;
 }

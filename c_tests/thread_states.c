@@ -21,8 +21,9 @@
  *
  * Family follows the GIL (every version): threads that take and release
  * the GIL in a loop get a PyMem block exactly while they hold it, whoever
- * else holds it in between; from 3.12 this also covers the quick "not
- * attached" read of the main GIL's `locked` word (src/cpython/main_gil.rs). */
+ * else holds it in between, with the quick "not attached" read of the
+ * main GIL's `locked` word in use where pyalloc reads it
+ * (src/cpython/main_gil.rs). */
 #include "harness.h"
 
 #include <semaphore.h>
@@ -274,6 +275,8 @@ static void *toggler(void *arg) {
 }
 
 static void family_follows_the_gil(void) {
+    pyalloc_free(pyalloc_malloc(8)); /* under the GIL: confirms the word */
+    CHECK((main_gil_word(NULL) != NULL) == READS_MAIN_GIL);
     pthread_t threads[TOGGLERS];
     PyThreadState *saved = PyEval_SaveThread();
     for (int i = 0; i < TOGGLERS; i++) {

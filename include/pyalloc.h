@@ -233,12 +233,17 @@ void pyalloc_testing_layout(size_t *interp, size_t *thread_id);
 #endif
 
 #if defined(PYALLOC_TESTING)
-// The main GIL's `locked` word, once pyalloc has confirmed where it is
-// (it then answers "not attached" on allocation without a call while
-// no thread holds the GIL); NULL when it has not (3.14 and newer,
-// free-threaded builds, or before the first allocation by a thread
-// attached to the main interpreter).
-const int *pyalloc_testing_main_gil_locked(void);
+// Writes the main GIL's `locked` word, once pyalloc has confirmed where
+// it is (it then answers "not attached" on allocation without a call
+// while the word is not 1), and how many allocations it has answered
+// so. The word is NULL where pyalloc does not read it (3.14 and newer,
+// free-threaded builds, 3.11-3.12 off x86-64), before the first
+// allocation by a thread attached to the main interpreter, and when
+// confirmation failed.
+//
+// Safety:
+// Both pointers are writable.
+void pyalloc_testing_main_gil(const int **locked, uint64_t *answered);
 #endif
 
 #ifdef __cplusplus

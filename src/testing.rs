@@ -34,14 +34,27 @@ mod hooks {
         }
     }
 
-    /// The main GIL's `locked` word, once pyalloc has confirmed where it is
-    /// (it then answers "not attached" on allocation without a call while
-    /// no thread holds the GIL); NULL when it has not (3.14 and newer,
-    /// free-threaded builds, or before the first allocation by a thread
-    /// attached to the main interpreter).
+    /// Writes the main GIL's `locked` word, once pyalloc has confirmed where
+    /// it is (it then answers "not attached" on allocation without a call
+    /// while the word is not 1), and how many allocations it has answered
+    /// so. The word is NULL where pyalloc does not read it (3.14 and newer,
+    /// free-threaded builds, 3.11-3.12 off x86-64), before the first
+    /// allocation by a thread attached to the main interpreter, and when
+    /// confirmation failed.
+    ///
+    /// # Safety
+    /// Both pointers are writable.
     #[no_mangle]
-    pub extern "C" fn pyalloc_testing_main_gil_locked() -> *const core::ffi::c_int {
-        crate::cpython::main_gil_locked()
+    pub unsafe extern "C" fn pyalloc_testing_main_gil(
+        locked: *mut *const core::ffi::c_int,
+        answered: *mut u64,
+    ) {
+        let (word, answers) = crate::cpython::main_gil_testing_state();
+        // SAFETY: as the caller promises.
+        unsafe {
+            locked.write(word);
+            answered.write(answers);
+        }
     }
 
     pub(crate) fn pause_point() {
@@ -56,7 +69,7 @@ mod hooks {
 }
 
 #[cfg(feature = "testing")]
-pub use hooks::{pyalloc_testing_layout, pyalloc_testing_main_gil_locked, pyalloc_testing_set_pause};
+pub use hooks::{pyalloc_testing_layout, pyalloc_testing_main_gil, pyalloc_testing_set_pause};
 
 #[cfg(feature = "testing")]
 pub(crate) use hooks::pause_point;

@@ -42,20 +42,26 @@ struct DebugOffsets313 {
 
 #[cfg(not(any(pyalloc_py314, pyalloc_free_threaded)))]
 extern "C" {
-    /// Exported by libpython; only its leading `_Py_DebugOffsets` is read.
-    static _PyRuntime: DebugOffsets313;
+    /// Exported by libpython; declared as its leading `_Py_DebugOffsets`
+    /// only, which is all that is read. `mut`: CPython writes it (it copies
+    /// the whole runtime state in on each `Py_Initialize`).
+    static mut _PyRuntime: DebugOffsets313;
 }
 
 /// The main GIL's `locked` and `last_holder` in the main interpreter's
 /// state, where `_PyRuntime.debug_offsets` places them, when it is 3.13's
-/// table (cookie and version) for a GIL build and both fields lie inside
-/// the interpreter state (which is inside `_PyRuntime`).
+/// table (cookie and version, a release candidate or final: the layout is
+/// frozen from the first candidate on) for a GIL build and both fields lie
+/// inside the interpreter state (which is inside `_PyRuntime`).
 #[cfg(not(any(pyalloc_py314, pyalloc_free_threaded)))]
 pub(super) fn main_gil_words(main: *mut PyInterpreterState) -> Option<GilWords> {
     // SAFETY: `_PyRuntime` is a static of libpython, initialised at load
-    // time, and on 3.13 it begins with this table, which nothing writes.
-    let table = unsafe { &*core::ptr::addr_of!(_PyRuntime) };
-    let is_313 = table.version >> 16 == 0x030d;
+    // time, and on 3.13 it begins with this table. Copied out, never
+    // referenced: CPython rewrites it (with the same values) on each
+    // `Py_Initialize`, which the caller's thread, holding the GIL, is not in.
+    let table = unsafe { core::ptr::addr_of!(_PyRuntime).read() };
+    let release_level = table.version & 0xf0;
+    let is_313 = table.version >> 16 == 0x030d && release_level >= 0xc0;
     if &table.cookie != b"xdebugpy" || !is_313 || table.free_threaded != 0 {
         return None;
     }

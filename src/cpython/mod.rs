@@ -94,11 +94,12 @@ pub(crate) use attached::THREAD_ID_OFFSET;
 #[cfg(all(feature = "testing", pyalloc_py312))]
 pub(crate) const THREAD_ID_OFFSET: usize = 0;
 
-/// The confirmed `locked` word of the main GIL (NULL when there is none),
-/// for the layout test.
+/// The confirmed `locked` word of the main GIL (NULL when there is none)
+/// and how many allocations it answered, for the tests.
 #[cfg(feature = "testing")]
-pub(crate) fn main_gil_locked() -> *const core::ffi::c_int {
-    main_gil::confirmed_locked().cast()
+pub(crate) fn main_gil_testing_state() -> (*const core::ffi::c_int, u64) {
+    let (locked, answers) = main_gil::testing_state();
+    (locked.cast(), answers)
 }
 
 #[cfg(not(pyalloc_py314))]
