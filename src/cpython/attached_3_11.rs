@@ -23,6 +23,7 @@ use core::ffi::{c_int, c_ulong, c_void};
 
 use pyo3_ffi::{PyInterpreterState, PyThreadState};
 
+use super::gil_3_11::{self, GilPrefix};
 use super::main_gil::GilWords;
 
 extern "C" {
@@ -121,42 +122,26 @@ extern "C" {
     /// bytes only, so that every read stays inside the declared object.
     /// `mut`: CPython writes it.
     static mut _PyRuntime: [u8; RUNTIME_PREFIX];
-    fn _PyEval_GetSwitchInterval() -> c_ulong;
 }
 
-/// Where 3.11's `_PyRuntime.ceval.gil` keeps `interval`, `last_holder` and
-/// `locked` (`Include/internal/pycore_runtime.h`, `pycore_gil.h`; 3.11 has
-/// one GIL, in the runtime) in a release build on x86-64 (a debug build
-/// places them alike): 3.11 publishes no offsets of its own.
-/// `c_tests/layout.c` compares them with the interpreter's header.
-const INTERVAL: usize = 360;
-const LAST_HOLDER: usize = 368;
-const LOCKED: usize = 376;
-const RUNTIME_PREFIX: usize = 384;
+/// Where 3.11's one GIL, `_PyRuntime.ceval.gil`, starts
+/// (`Include/internal/pycore_runtime.h`) in a release build on x86-64 (a
+/// debug build places it alike). `c_tests/layout.c` compares the `locked`
+/// word pyalloc confirms with the interpreter's header.
+const GIL: usize = 360;
+const RUNTIME_PREFIX: usize = GIL + core::mem::size_of::<GilPrefix>();
 
-/// The main GIL's `locked` and `last_holder`, when the switch interval the
-/// interpreter reports is where this layout puts it (on x86-64 only).
+/// The main GIL's `locked` and `last_holder` (`gil_3_11::words`).
 ///
-/// The caller holds the GIL, under which the interval is written.
+/// The caller holds the GIL.
 #[inline]
 pub(super) fn main_gil_words(_main: *mut PyInterpreterState) -> Option<GilWords> {
-    if !cfg!(target_arch = "x86_64") {
-        return None;
-    }
     // SAFETY: only takes the address of libpython's exported static (safe
     // since Rust 1.82; the crate's oldest supported Rust, 1.79, wants the
     // block).
     #[allow(unused_unsafe)]
     let runtime = unsafe { core::ptr::addr_of!(_PyRuntime) }.cast::<u8>();
-    // SAFETY: inside the declared prefix, 8-aligned (the static is); the
-    // caller holds the GIL, under which `sys.setswitchinterval` writes it.
-    let interval = unsafe { runtime.add(INTERVAL).cast::<c_ulong>().read() };
-    // SAFETY: a plain getter, called with the GIL held.
-    if interval != unsafe { _PyEval_GetSwitchInterval() } {
-        return None;
-    }
-    Some(GilWords {
-        locked: runtime.wrapping_add(LOCKED).cast(),
-        last_holder: runtime.wrapping_add(LAST_HOLDER).cast(),
-    })
+    // SAFETY: the struct lies inside the declared prefix, 8-aligned (the
+    // static is); the caller holds the GIL.
+    unsafe { gil_3_11::words(runtime.wrapping_add(GIL)) }
 }

@@ -7,7 +7,8 @@
 //! the cfgs that `build.rs` derives from pyo3-ffi's interpreter config.
 //! Allocation asks a cheaper question first (`main_gil.rs`): does any thread
 //! hold the main GIL? While none does, the answer is "not attached" without
-//! a call into libpython.
+//! a call into libpython. `gil_3_11.rs` is the GIL's struct as 3.11 and 3.12
+//! share it.
 //!
 //! A false "attached to the main interpreter" would call `PyMem_*` without
 //! the GIL and corrupt the heap; a false "not attached" only sends a block to
@@ -23,6 +24,8 @@ use pyo3_ffi::{PyInterpreterState, PyThreadState};
 #[cfg_attr(all(pyalloc_py312, not(pyalloc_py313)), path = "attached_3_12.rs")]
 #[cfg_attr(pyalloc_py313, path = "attached_3_13.rs")]
 mod attached;
+#[cfg(not(pyalloc_py313))]
+mod gil_3_11;
 mod main_gil;
 
 extern "C" {
