@@ -94,16 +94,19 @@ impl Contender {
         self == Contender::PyAllocNoGilBusy
     }
 
+    /// Every contender, in declaration order (the `repr(u8)` values).
+    pub const ALL: [Contender; 7] = [
+        Contender::PyAlloc,
+        Contender::PyAllocNoGil,
+        Contender::PyAllocNoGilBusy,
+        Contender::PyMemDirect,
+        Contender::Naive,
+        Contender::System,
+        Contender::Mimalloc,
+    ];
+
     fn from_u8(value: u8) -> Contender {
-        [
-            Contender::PyAlloc,
-            Contender::PyAllocNoGil,
-            Contender::PyAllocNoGilBusy,
-            Contender::PyMemDirect,
-            Contender::Naive,
-            Contender::System,
-            Contender::Mimalloc,
-        ][value as usize]
+        Self::ALL[value as usize]
     }
 }
 

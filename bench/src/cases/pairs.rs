@@ -53,15 +53,7 @@ impl Workload for Pairs {
 /// Case 1: alloc+free pairs, many live at once and one at a time.
 pub fn pairs(plan: Plan) -> Vec<Table> {
     use Contender::*;
-    let columns = [
-        PyAlloc,
-        PyAllocNoGil,
-        PyAllocNoGilBusy,
-        PyMemDirect,
-        Naive,
-        System,
-        Mimalloc,
-    ];
+    let columns = Contender::ALL;
     let mut batch = Table::new(
         "pairs-batch",
         "1. alloc+free pairs, many live at once (1000 small or 100 large blocks)".into(),
