@@ -3,8 +3,11 @@
  * an interpreter with its own GIL has its own obmalloc. pyalloc's own
  * blocks made inside any subinterpreter are private; the C API takes a
  * PyMem block released there to be that interpreter's (as PyMem_Free
- * would) and frees it there; Rust's blocks are the main interpreter's, and
- * Rust dropping one there queues it for the main interpreter. */
+ * would) and frees it there, so the main interpreter's PyMem blocks are
+ * released through the C API on threads attached to no interpreter (queued
+ * for the main one), never in an own-GIL subinterpreter; Rust's blocks are
+ * the main interpreter's, and Rust dropping one there queues it for the
+ * main interpreter. */
 #include "harness.h"
 
 static PyThreadState *main_tstate;
@@ -45,23 +48,12 @@ static void shared_gil_subinterpreter(void) {
     uint8_t *own = PyMem_Malloc(40);
     CHECK(own != NULL && pyalloc_is_pymem(own));
     fill_pattern(own, 40, 3);
-#if PY_VERSION_HEX >= 0x030C0000
     /* Seen as attached to this subinterpreter: freed here and now. */
     own = pyalloc_realloc(own, 4000);
     CHECK(own != NULL && has_pattern(own, 40, 3));
     pyalloc_free(own);
     CHECK(stats_now().pymem_frees == before.pymem_frees + 1);
     CHECK(stats_now().deferred_pending == before.deferred_pending);
-#else
-    /* 3.11 cannot tell which thread holds a subinterpreter's GIL, so this
-     * thread counts as attached to none (src/cpython/attached_3_11.rs): the
-     * block cannot be resized, and its release is queued for the main
-     * interpreter, whose heap it is. */
-    CHECK(pyalloc_realloc(own, 4000) == NULL);
-    CHECK(has_pattern(own, 40, 3));
-    pyalloc_free(own);
-    CHECK(stats_now().deferred_pending == before.deferred_pending + 1);
-#endif
     Py_EndInterpreter(sub);
     PyThreadState_Swap(main_tstate);
 
@@ -91,6 +83,16 @@ static void workers_after_a_subinterpreter(void) {
 }
 
 #if PY_VERSION_HEX >= 0x030C0000
+static void *private_block_of(void *size) {
+    return pyalloc_malloc((size_t)(uintptr_t)size);
+}
+
+static void *release_both(void *blocks) {
+    pyalloc_free(((void **)blocks)[0]);
+    pyalloc_free(((void **)blocks)[1]);
+    return NULL;
+}
+
 static void own_gil_subinterpreter(void) {
     PyInterpreterConfig config = {
         .use_main_obmalloc = 0,
@@ -104,6 +106,19 @@ static void own_gil_subinterpreter(void) {
     uint8_t *from_main = pyalloc_malloc(512);
     CHECK(from_main != NULL && pyalloc_is_pymem(from_main));
     fill_pattern(from_main, 512, 5);
+    /* Main-interpreter PyMem blocks for the C API (pyalloc's, and a private
+     * block re-homed by pyalloc_into_pymem), released below on a thread
+     * attached to no interpreter while the subinterpreter runs. */
+    void *handed[2] = {pyalloc_malloc(48), NULL};
+    pthread_t maker;
+    void *private_block = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    CHECK(pthread_create(&maker, NULL, private_block_of, (void *)(uintptr_t)64) == 0);
+    CHECK(pthread_join(maker, &private_block) == 0);
+    Py_END_ALLOW_THREADS
+    CHECK(private_block != NULL && !pyalloc_is_pymem(private_block));
+    handed[1] = pyalloc_into_pymem(private_block, 64);
+    CHECK(pyalloc_is_pymem(handed[0]) && pyalloc_is_pymem(handed[1]));
     pyalloc_collect();
     pyalloc_stats before = stats_now();
 
@@ -137,13 +152,21 @@ static void own_gil_subinterpreter(void) {
     CHECK(pyalloc_demo_consume(from_main, 512) == pattern_sum(512, 5));
     CHECK(stats_now().deferred_pending == before.deferred_pending + 1);
     CHECK(pyalloc_collect() == 0); /* not the main GIL */
+
+    /* The C API's main-interpreter blocks, released on a thread attached to
+     * no interpreter (never on this one, attached to the subinterpreter):
+     * queued for the main interpreter. */
+    Py_BEGIN_ALLOW_THREADS
+    run_on_plain_thread(release_both, handed);
+    Py_END_ALLOW_THREADS
+    CHECK(stats_now().deferred_pending == before.deferred_pending + 3);
     Py_EndInterpreter(sub);
     PyThreadState_Swap(main_tstate);
 
     /* Back in the main interpreter: its private block frees from here. */
     CHECK(has_pattern(inside, 4096, 12));
     pyalloc_free(inside);
-    CHECK(pyalloc_collect() == 1);
+    CHECK(pyalloc_collect() == 3);
     CHECK(stats_now().pymem_allocs == before.pymem_allocs);
 }
 #endif

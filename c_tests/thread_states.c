@@ -1,29 +1,37 @@
 /* Which thread holds the GIL, where CPython 3.11 records it inexactly
- * (src/cpython/attached_3_11.rs). From 3.12 the attached thread state is a
- * thread-local and neither case can happen: the creator case runs on every
- * version (and must find no holder from 3.12), the stale slot on 3.11.
+ * (src/cpython/attached_3_11.rs: the holder's creating thread decides).
+ * From 3.12 the attached thread state is a thread-local and every case
+ * must come out exact.
  *
  * Stale slot (3.11): a worker's own thread state, deleted by the main
  * thread, stays in the worker's GILState slot; a new state at the same
- * address, attached by the main thread, must not make the worker look like
- * the GIL holder. pyalloc checks the holder's creating thread too. (From
- * 3.12, deleting a thread's bound state from another thread clears the
- * deleting thread's own slot instead, which CPython's debug build asserts
- * against: the case does not exist there.)
+ * address, made and attached by a third thread, must not make the worker
+ * look like the GIL holder. (From 3.12 deleting a thread's bound state from
+ * another thread is asserted against in CPython's debug build.)
  *
- * Creator binding (3.11 only, documented in pyalloc.h and the README): a
- * state made with PyThreadState_New on a thread that has none is bound to
- * that thread; when another thread attaches it, the creator looks like the
- * holder. No field of a 3.11 thread state records who attached it, so
- * pyalloc cannot tell; this case shows the limit is still what the
- * documentation says, with the attaching thread parked so that the
- * misattributed allocation races nothing.
+ * Several interpreters on one thread (every version): a worker whose first
+ * state is a subinterpreter's, so that the GILState API binds that one to
+ * it, makes a main-interpreter state on itself and attaches it: it holds
+ * the main GIL, its blocks are PyMem blocks that C may PyMem_Free.
+ *
+ * The rule (3.11 only, stated in pyalloc.h, the crate docs and the README):
+ * a thread state is attached only by the thread that made it. When one
+ * thread makes a state and another attaches it, the maker is taken for the
+ * holder and the attacher is not: the case shows exactly that, with the
+ * attaching thread parked so that the misattributed allocation races
+ * nothing, from a maker with no state of its own (bound to it) and from one
+ * whose own state was deleted by the main thread (its slot stale, the new
+ * state at the same address).
  *
  * Family follows the GIL (every version): threads that take and release
  * the GIL in a loop get a PyMem block exactly while they hold it, whoever
  * else holds it in between, with the quick "not attached" read of the
  * main GIL's `locked` word in use where pyalloc reads it
- * (src/cpython/main_gil.rs). */
+ * (src/cpython/main_gil.rs).
+ *
+ * Every case runs on CPython's debug builds too, whose _PyThreadState_Swap
+ * refuses a thread attaching a second state of an interpreter it already
+ * has one for. */
 #include "harness.h"
 
 #include <semaphore.h>
@@ -96,161 +104,208 @@ static void install_lifo_raw_allocator(void) {
     wrap_allocator_before_initialize(PYMEM_DOMAIN_RAW, &raw, lifo);
 }
 
-static sem_t to_worker, to_main;
-
-static void hand_to_worker(void) {
-    CHECK(sem_post(&to_worker) == 0);
-    Py_BEGIN_ALLOW_THREADS
-    CHECK(sem_wait(&to_main) == 0);
-    Py_END_ALLOW_THREADS
+/* A state for the main interpreter, made on the calling thread. */
+static PyThreadState *new_main_state(void) {
+    PyThreadState *made = PyThreadState_New(PyInterpreterState_Main());
+    CHECK(made != NULL);
+    return made;
 }
 
-static void wait_for_main(void) {
-    CHECK(sem_post(&to_main) == 0);
-    CHECK(sem_wait(&to_worker) == 0);
+/* Allocates on the calling thread: whether the block is a PyMem block. */
+static int allocates_pymem(size_t size) {
+    void *block = pyalloc_malloc(size);
+    CHECK(block != NULL);
+    int pymem = pyalloc_is_pymem(block);
+    pyalloc_free(block);
+    return pymem;
 }
+
+/* Ends the calling thread's attached state. */
+static void delete_current(void) {
+    PyThreadState_Clear(PyThreadState_Get());
+    PyThreadState_DeleteCurrent();
+}
+
+/* ---- stale slot (3.11) ---------------------------------------------------- */
 
 struct stale_job {
-    PyThreadState *own;
+    sem_t ask, asked;
+    PyThreadState *own;   /* the worker's own state, deleted by main */
+    PyThreadState *fresh; /* the third thread's state, at the same address */
     int pymem_while_attached;
     int pymem_while_stale;
 };
 
 static void *stale_worker(void *arg) {
     struct stale_job *job = arg;
-    CHECK(sem_wait(&to_worker) == 0);
-    /* Its own state, made on this thread (bound to it), attached and detached. */
-    job->own = PyThreadState_New(PyInterpreterState_Main());
-    CHECK(job->own != NULL);
+    job->own = new_main_state(); /* bound to this thread, which had none */
     PyEval_RestoreThread(job->own);
-    void *block = pyalloc_malloc(64);
-    job->pymem_while_attached = pyalloc_is_pymem(block);
-    pyalloc_free(block);
+    job->pymem_while_attached = allocates_pymem(64);
     PyEval_SaveThread();
-    wait_for_main();
-    /* The main thread deleted our state and attached a new one at its
-     * address: we hold nothing. */
-    block = pyalloc_malloc(64);
-    CHECK(block != NULL);
-    job->pymem_while_stale = pyalloc_is_pymem(block);
-    pyalloc_free(block);
+    CHECK(sem_post(&job->asked) == 0);
+    CHECK(sem_wait(&job->ask) == 0);
+    /* Our state is deleted, our slot still names its address, where the
+     * third thread now holds the GIL with a state of its own: we hold
+     * nothing. */
+    job->pymem_while_stale = allocates_pymem(64);
     CHECK(pyalloc_collect() == 0);
-    CHECK(sem_post(&to_main) == 0);
+    CHECK(sem_post(&job->asked) == 0);
+    return NULL;
+}
+
+static void *reusing_thread(void *arg) {
+    struct stale_job *job = arg;
+    /* The raw allocator hands the freed address to the next state. */
+    job->fresh = new_main_state();
+    PyEval_RestoreThread(job->fresh);
+    if (job->fresh == job->own) {
+        CHECK(sem_post(&job->ask) == 0);
+        CHECK(sem_wait(&job->asked) == 0);
+    }
+    delete_current();
     return NULL;
 }
 
 static void stale_gilstate_slot_is_not_the_gil(void) {
-    struct stale_job job = {NULL, -1, -1};
-    pthread_t worker;
+    struct stale_job job = {.own = NULL, .fresh = NULL, .pymem_while_attached = -1, .pymem_while_stale = -1};
+    CHECK(sem_init(&job.ask, 0, 0) == 0 && sem_init(&job.asked, 0, 0) == 0);
+    pthread_t worker, reuser;
+    Py_BEGIN_ALLOW_THREADS
     CHECK(pthread_create(&worker, NULL, stale_worker, &job) == 0);
-    hand_to_worker();
+    CHECK(sem_wait(&job.asked) == 0);
+    Py_END_ALLOW_THREADS
     CHECK(job.pymem_while_attached == 1);
-
-    /* The raw allocator hands the freed address to the next state. */
     PyThreadState_Clear(job.own);
     PyThreadState_Delete(job.own);
-    PyThreadState *reused = NULL;
-    PyThreadState *others[64];
-    int tries = 0;
-    for (; tries < 64; tries++) {
-        PyThreadState *fresh = PyThreadState_New(PyInterpreterState_Main());
-        CHECK(fresh != NULL);
-        if (fresh == job.own) {
-            reused = fresh;
-            break;
-        }
-        others[tries] = fresh;
-    }
-    for (int i = 0; i < tries; i++) {
-        PyThreadState_Clear(others[i]);
-        PyThreadState_Delete(others[i]);
-    }
-    CHECK(reused != NULL); /* otherwise this run proves nothing */
-    PyThreadState *mine = PyThreadState_Swap(reused);
-
-    /* This thread holds the GIL with the reused state while the worker runs. */
-    CHECK(sem_post(&to_worker) == 0);
-    CHECK(sem_wait(&to_main) == 0);
-    CHECK(job.pymem_while_stale == 0);
-
-    PyThreadState_Swap(mine);
-    PyThreadState_Clear(reused);
-    PyThreadState_Delete(reused);
-    CHECK(pthread_join(worker, NULL) == 0);
-}
-
-struct binding_job {
-    PyThreadState *made;
-    int pymem;
-    int gilstate_check;
-};
-
-static struct binding_job binding;
-static sem_t attached, release_attacher;
-
-static void create_the_state(void) {
-    binding.made = PyThreadState_New(PyInterpreterState_Main());
-    CHECK(binding.made != NULL);
-}
-
-static void *attacher(void *arg) {
-    (void)arg;
-    PyEval_RestoreThread(binding.made);
-    CHECK(sem_post(&attached) == 0);
-    CHECK(sem_wait(&release_attacher) == 0);
-    PyThreadState_Clear(binding.made);
-    PyThreadState_DeleteCurrent();
-    return NULL;
-}
-
-static void ask_as_the_creator(void) {
-    binding.gilstate_check = PyGILState_Check();
-    void *block = pyalloc_malloc(48);
-    CHECK(block != NULL);
-    binding.pymem = pyalloc_is_pymem(block);
-    pyalloc_free(block); /* PyMem_Free on 3.11, racing nobody: the holder is parked */
-}
-
-/* The creating thread must stay alive and ask while another thread holds
- * the GIL with the state it made: one thread makes and later asks. */
-struct creator_thread {
-    sem_t ask, asked;
-};
-
-static void *creator_thread(void *arg) {
-    struct creator_thread *me = arg;
-    create_the_state();
-    CHECK(sem_post(&me->asked) == 0);
-    CHECK(sem_wait(&me->ask) == 0);
-    ask_as_the_creator();
-    CHECK(sem_post(&me->asked) == 0);
-    return NULL;
-}
-
-static void creator_binding_is_the_documented_limit(void) {
-    struct creator_thread me;
-    CHECK(sem_init(&me.ask, 0, 0) == 0 && sem_init(&me.asked, 0, 0) == 0);
-    CHECK(sem_init(&attached, 0, 0) == 0 && sem_init(&release_attacher, 0, 0) == 0);
-    pthread_t creating, attaching;
     Py_BEGIN_ALLOW_THREADS
-    CHECK(pthread_create(&creating, NULL, creator_thread, &me) == 0);
-    CHECK(sem_wait(&me.asked) == 0);
-    CHECK(pthread_create(&attaching, NULL, attacher, NULL) == 0);
-    CHECK(sem_wait(&attached) == 0);
-    CHECK(sem_post(&me.ask) == 0);
-    CHECK(sem_wait(&me.asked) == 0);
-    CHECK(sem_post(&release_attacher) == 0);
-    CHECK(pthread_join(attaching, NULL) == 0);
-    CHECK(pthread_join(creating, NULL) == 0);
+    CHECK(pthread_create(&reuser, NULL, reusing_thread, &job) == 0);
+    CHECK(pthread_join(reuser, NULL) == 0);
+    if (job.fresh != job.own) { /* the worker is still waiting */
+        CHECK(sem_post(&job.ask) == 0);
+        CHECK(sem_wait(&job.asked) == 0);
+    }
+    CHECK(pthread_join(worker, NULL) == 0);
     Py_END_ALLOW_THREADS
+    CHECK(job.fresh == job.own); /* otherwise this run proved nothing */
+    CHECK(job.pymem_while_stale == 0);
+}
+
+/* ---- several interpreters on one thread ----------------------------------- */
+
+static void *two_interpreters_worker(void *arg) {
+    PyInterpreterState *sub = arg;
+    PyThreadState *in_sub = PyThreadState_New(sub); /* the first: bound to us */
+    CHECK(in_sub != NULL);
+    PyThreadState *in_main = new_main_state(); /* a second, on ourselves */
+    PyEval_RestoreThread(in_main);
+    for (size_t size = 1; size <= 4096; size *= 4) {
+        uint8_t *block = pyalloc_malloc(size);
+        CHECK(block != NULL && pyalloc_is_pymem(block));
+        CHECK(pyalloc_into_pymem(block, size) == block);
+        fill_pattern(block, size, 7);
+        PyMem_Free(block); /* what pyalloc.h allows for a block made here */
+    }
+    delete_current();
+    PyEval_RestoreThread(in_sub);
+    CHECK(!allocates_pymem(64)); /* a subinterpreter's: private */
+    delete_current();
+    return NULL;
+}
+
+static void states_in_two_interpreters_on_one_thread(void) {
+    PyThreadState *main_state = PyThreadState_Get();
+    PyThreadState *sub_state = Py_NewInterpreter();
+    CHECK(sub_state != NULL);
+    PyInterpreterState *sub = PyThreadState_GetInterpreter(sub_state);
+    PyThreadState_Swap(main_state);
+    Py_BEGIN_ALLOW_THREADS
+    run_on_plain_thread(two_interpreters_worker, sub);
+    Py_END_ALLOW_THREADS
+    PyThreadState_Swap(sub_state);
+    Py_EndInterpreter(sub_state);
+    PyThreadState_Swap(main_state);
+}
+
+/* ---- the 3.11 rule: the maker of an attached state is taken for its holder - */
+
+struct made_elsewhere {
+    sem_t maker_step, attacher_step, done;
+    int delete_own_first; /* the maker's own state deleted by main first */
+    PyThreadState *own, *made;
+    int maker_pymem, maker_gilstate_check, attacher_pymem;
+};
+
+static void *maker_thread(void *arg) {
+    struct made_elsewhere *job = arg;
+    if (job->delete_own_first) {
+        job->own = new_main_state(); /* bound to us; main deletes it */
+        CHECK(sem_post(&job->done) == 0);
+        CHECK(sem_wait(&job->maker_step) == 0);
+    }
+    job->made = new_main_state(); /* for the attaching thread */
+    CHECK(sem_post(&job->done) == 0);
+    CHECK(sem_wait(&job->maker_step) == 0); /* the attacher holds the GIL with it */
+    job->maker_gilstate_check = PyGILState_Check();
+    job->maker_pymem = allocates_pymem(40); /* PyMem_Free on 3.11, racing nobody: the holder is parked */
+    CHECK(sem_post(&job->done) == 0);
+    return NULL;
+}
+
+static void *attaching_thread(void *arg) {
+    struct made_elsewhere *job = arg;
+    PyEval_RestoreThread(job->made);
+    job->attacher_pymem = allocates_pymem(40);
+    CHECK(sem_post(&job->done) == 0);
+    CHECK(sem_wait(&job->attacher_step) == 0);
+    delete_current();
+    return NULL;
+}
+
+static void made_by_one_thread_attached_by_another(int delete_own_first) {
+    struct made_elsewhere job = {.delete_own_first = delete_own_first};
+    CHECK(sem_init(&job.maker_step, 0, 0) == 0 && sem_init(&job.attacher_step, 0, 0) == 0);
+    CHECK(sem_init(&job.done, 0, 0) == 0);
+    pthread_t maker, attacher;
+    Py_BEGIN_ALLOW_THREADS
+    CHECK(pthread_create(&maker, NULL, maker_thread, &job) == 0);
+    CHECK(sem_wait(&job.done) == 0);
+    Py_END_ALLOW_THREADS
+    if (delete_own_first) {
+        PyThreadState_Clear(job.own);
+        PyThreadState_Delete(job.own);
+        Py_BEGIN_ALLOW_THREADS
+        CHECK(sem_post(&job.maker_step) == 0);
+        CHECK(sem_wait(&job.done) == 0);
+        Py_END_ALLOW_THREADS
+    }
+    Py_BEGIN_ALLOW_THREADS
+    CHECK(pthread_create(&attacher, NULL, attaching_thread, &job) == 0);
+    CHECK(sem_wait(&job.done) == 0); /* attached, parked */
+    CHECK(sem_post(&job.maker_step) == 0); /* the maker asks */
+    CHECK(sem_wait(&job.done) == 0);
+    CHECK(sem_post(&job.attacher_step) == 0); /* the attacher ends its state */
+    CHECK(pthread_join(attacher, NULL) == 0);
+    CHECK(pthread_join(maker, NULL) == 0);
+    Py_END_ALLOW_THREADS
+    printf("  %s: maker pymem %d (PyGILState_Check %d), attacher pymem %d%s\n",
+           delete_own_first ? "maker's own state deleted" : "maker with no state", job.maker_pymem,
+           job.maker_gilstate_check, job.attacher_pymem,
+           delete_own_first ? (job.made == job.own ? ", same address" : ", new address") : "");
 #if PY_VERSION_HEX < 0x030C0000
-    /* The blind spot pyalloc.h documents, shared by PyGILState_Check. */
-    CHECK(binding.pymem == 1);
-    CHECK(binding.gilstate_check == 1);
+    CHECK(job.maker_pymem == 1);    /* the rule's documented consequence */
+    CHECK(job.attacher_pymem == 0); /* sound: a private block */
 #else
-    CHECK(binding.pymem == 0);
+    CHECK(job.maker_pymem == 0);
+    CHECK(job.attacher_pymem == 1);
 #endif
-    printf("  the creating thread: pymem %d, PyGILState_Check %d\n", binding.pymem, binding.gilstate_check);
+}
+
+static void maker_with_no_state_is_taken_for_the_holder(void) {
+    made_by_one_thread_attached_by_another(0);
+}
+
+static void maker_with_a_stale_slot_is_taken_for_the_holder(void) {
+    made_by_one_thread_attached_by_another(1);
 }
 
 /* ---- family follows the GIL ---------------------------------------------- */
@@ -291,7 +346,6 @@ static void family_follows_the_gil(void) {
 
 int main(void) {
     install_lifo_raw_allocator();
-    CHECK(sem_init(&to_worker, 0, 0) == 0 && sem_init(&to_main, 0, 0) == 0);
     Py_InitializeEx(0);
     printf("python %s\n", Py_GetVersion());
 #if PY_VERSION_HEX < 0x030C0000
@@ -300,7 +354,13 @@ int main(void) {
     (void)stale_gilstate_slot_is_not_the_gil;
     printf("  the stale-slot case exists on 3.11 only\n");
 #endif
-    RUN(creator_binding_is_the_documented_limit);
+    RUN(states_in_two_interpreters_on_one_thread);
+    RUN(maker_with_no_state_is_taken_for_the_holder);
+#if PY_VERSION_HEX < 0x030C0000
+    RUN(maker_with_a_stale_slot_is_taken_for_the_holder); /* 3.12+ debug builds forbid the deletion */
+#else
+    (void)maker_with_a_stale_slot_is_taken_for_the_holder;
+#endif
     RUN(family_follows_the_gil);
     finish_interpreter();
     return 0;

@@ -15,9 +15,15 @@
  * the calling thread's interpreter, as PyMem_Free would take it: released
  * there when the thread is attached to one, and otherwise (no interpreter
  * attached) the main interpreter's, queued for the next thread that enters
- * pyalloc holding the main interpreter's GIL. So a subinterpreter's own
- * PyMem block may be given to pyalloc_free or pyalloc_realloc only on a
- * thread attached to that subinterpreter.
+ * pyalloc holding the main interpreter's GIL. So a main-interpreter PyMem
+ * block (made under the main GIL, from pyalloc_into_pymem, or C's) must not
+ * be released on a thread attached to a subinterpreter with its own
+ * obmalloc (3.12+), and a subinterpreter's own PyMem block only on a thread
+ * attached to it. Private blocks may be released on any thread.
+ *
+ * Unloading. A copy of pyalloc in a shared library keeps that library
+ * loaded (RTLD_NODELETE) once it registers its Py_AtExit hook, so a later
+ * dlclose never leaves CPython calling unmapped code.
  *
  * Interpreter lifetimes. A PyMem block released without the GIL is never
  * freed into a later interpreter: one released while Py_FinalizeEx runs is
@@ -28,11 +34,11 @@
  * A PyMem block kept across Py_FinalizeEx and a new Py_Initialize and freed
  * in the new one is as unsound as with plain PyMem_Free.
  *
- * CPython 3.11 only: a thread state made with PyThreadState_New on a thread
- * that has none is bound to that thread; if another thread attaches it,
- * pyalloc (like PyGILState_Check) takes the creating thread for the GIL
- * holder. Create a thread state on the thread that uses it
- * (PyGILState_Ensure), or from a thread that has its own. */
+ * CPython 3.11 only: a thread state must be attached only by the thread
+ * that made it (as threading's threads, PyGILState_Ensure, Py_NewInterpreter
+ * and PyThreadState_New on the thread itself do). pyalloc takes the GIL
+ * holder's maker for the thread holding the GIL: if one thread makes a
+ * state and another attaches it, the maker is taken for the holder. */
 
 #ifndef PYALLOC_H
 #define PYALLOC_H
@@ -118,9 +124,10 @@ void *pyalloc_calloc(size_t nmemb, size_t size);
 void *pyalloc_realloc(void *ptr, size_t size);
 
 // Releases a block from `pyalloc_malloc`/`pyalloc_calloc`/`pyalloc_realloc`,
-// from C's `PyMem_Malloc` (see "Interpreters" above), or a buffer
-// Rust handed over, on any thread. A main-interpreter PyMem block released
-// on a thread that holds no GIL is queued and freed by the next thread that
+// from C's `PyMem_Malloc`, or a buffer Rust handed over: a private block on
+// any thread, a PyMem block where "Interpreters" above allows. A
+// main-interpreter PyMem block released on a thread that holds no GIL is
+// queued and freed by the next thread that
 // enters pyalloc holding the main interpreter's GIL (see `pyalloc_collect`).
 // NULL is ignored; so is a pointer that is not 8-byte aligned, which no
 // allocator here returns (counted in `invalid_pointers`).

@@ -8,8 +8,10 @@
 //! interpreter, as `PyMem_Free` would: released there at once when the
 //! thread is attached to one, and otherwise (a thread attached to none)
 //! taken to be the main interpreter's and queued for it. So a
-//! subinterpreter's own PyMem block may be passed to `pyalloc_free` or
-//! `pyalloc_realloc` only on a thread attached to that subinterpreter.
+//! main-interpreter PyMem block must not be passed to `pyalloc_free` or
+//! `pyalloc_realloc` on a thread attached to a subinterpreter with its own
+//! obmalloc, and a subinterpreter's own PyMem block only on a thread attached
+//! to that subinterpreter. Private blocks go anywhere.
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
@@ -87,9 +89,10 @@ pub unsafe extern "C" fn pyalloc_realloc(ptr: *mut c_void, size: usize) -> *mut 
 }
 
 /// Releases a block from `pyalloc_malloc`/`pyalloc_calloc`/`pyalloc_realloc`,
-/// from C's `PyMem_Malloc` (see "Interpreters" above), or a buffer
-/// Rust handed over, on any thread. A main-interpreter PyMem block released
-/// on a thread that holds no GIL is queued and freed by the next thread that
+/// from C's `PyMem_Malloc`, or a buffer Rust handed over: a private block on
+/// any thread, a PyMem block where "Interpreters" above allows. A
+/// main-interpreter PyMem block released on a thread that holds no GIL is
+/// queued and freed by the next thread that
 /// enters pyalloc holding the main interpreter's GIL (see `pyalloc_collect`).
 /// NULL is ignored; so is a pointer that is not 8-byte aligned, which no
 /// allocator here returns (counted in `invalid_pointers`).

@@ -26,6 +26,25 @@
 //! or turns on the `global-allocator` feature (what pyalloc's own static
 //! library does).
 //!
+//! ## The rules it relies on
+//!
+//! - **CPython 3.11: a thread state is attached only by the thread that made
+//!   it** (threading's threads, `PyGILState_Ensure`, `Py_NewInterpreter` and
+//!   `PyThreadState_New` on the thread itself all keep it). 3.11 records
+//!   only a state's maker, so pyalloc takes the GIL holder's maker for the
+//!   thread holding the GIL: if one thread makes a state and another
+//!   attaches it, the maker is taken for the holder. 3.12+ is exact.
+//! - **Subinterpreters, C API**: a block that is not private is taken to be
+//!   a PyMem block of the calling thread's interpreter, as `PyMem_Free`
+//!   would, so a main-interpreter PyMem block must not be released through
+//!   `pyalloc_free`/`pyalloc_realloc` on a thread attached to a
+//!   subinterpreter with its own obmalloc (3.12+). Rust's allocator takes
+//!   every PyMem block to be the main interpreter's and queues it there.
+//! - **Unloading**: a copy in a shared library keeps that library loaded
+//!   (`RTLD_NODELETE`) once it registers its `Py_AtExit` hook.
+//!
+//! The README's Guarantees and Limits say the rest, each with its test.
+//!
 //! The modules, top down: the faces (`alloc`, `capi`, `ownership`, `demo`);
 //! the family choice (`family`, and `overaligned` on top of it); the two
 //! heaps (`pymem` with the `deferred` queue, and `private`); the CPython

@@ -5,8 +5,9 @@
 //! does not know, and because this code runs inside the global allocator.
 
 #[cfg(feature = "mimalloc")]
-use core::ffi::{c_char, CStr};
-use core::ffi::{c_int, c_ulong, c_void};
+use core::ffi::CStr;
+use core::ffi::{c_char, c_int, c_ulong, c_void};
+use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 compile_error!("pyalloc supports 64-bit Linux: its private blocks rely on getauxval(AT_RANDOM) and 16-byte malloc alignment");
@@ -26,7 +27,30 @@ extern "C" {
     fn getenv(name: *const c_char) -> *const c_char;
     fn write(fd: c_int, buf: *const c_void, count: usize) -> isize;
     fn abort() -> !;
+    fn dladdr1(address: *const c_void, info: *mut DlInfo, extra: *mut *mut c_void, flags: c_int) -> c_int;
+    fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void;
 }
+
+/// glibc's `Dl_info` (`<dlfcn.h>`).
+#[repr(C)]
+struct DlInfo {
+    fname: *const c_char,
+    fbase: *mut c_void,
+    sname: *const c_char,
+    saddr: *mut c_void,
+}
+
+/// The leading fields of `struct link_map` (`<link.h>`, the public part).
+#[repr(C)]
+struct LinkMap {
+    addr: usize,
+    name: *const c_char,
+}
+
+const RTLD_LAZY: c_int = 0x1;
+const RTLD_NOLOAD: c_int = 0x4;
+const RTLD_NODELETE: c_int = 0x1000;
+const RTLD_DL_LINKMAP: c_int = 2;
 
 /// `getauxval` key of the 16 random bytes the kernel gives every process.
 const AT_RANDOM: c_ulong = 25;
@@ -84,6 +108,55 @@ pub(crate) fn process_random_bytes() -> Option<[u8; 16]> {
     }
     // SAFETY: as above, 16 readable bytes at `address`, never written.
     Some(unsafe { (address as *const [u8; 16]).read_unaligned() })
+}
+
+/// Keeps the object that holds this copy of pyalloc (the program, or a
+/// shared library such as an extension module) loaded for the rest of the
+/// process; true when it is. Called before pyalloc registers a callback
+/// that outlives the call (`Py_AtExit`): a library unloaded with `dlclose`
+/// would leave CPython calling into unmapped memory. The program itself is
+/// never unloaded; a shared library is marked `RTLD_NODELETE` by opening it
+/// again with that flag (the handle is kept on purpose). False, and nothing
+/// changed, when the object cannot be found or reopened.
+pub(crate) fn pin_this_object() -> bool {
+    const UNKNOWN: u8 = 0;
+    const PINNED: u8 = 1;
+    const UNPINNABLE: u8 = 2;
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+    match STATE.load(Relaxed) {
+        PINNED => return true,
+        UNPINNABLE => return false,
+        _ => {}
+    }
+    let pinned = pin_object_of(pin_this_object as *const c_void);
+    STATE.store(if pinned { PINNED } else { UNPINNABLE }, Relaxed);
+    pinned
+}
+
+fn pin_object_of(code: *const c_void) -> bool {
+    let mut info = DlInfo {
+        fname: core::ptr::null(),
+        fbase: core::ptr::null_mut(),
+        sname: core::ptr::null(),
+        saddr: core::ptr::null_mut(),
+    };
+    let mut map: *mut c_void = core::ptr::null_mut();
+    // SAFETY: `info` and `map` are valid places for dladdr1's answers; it
+    // only looks `code` up among the loaded objects.
+    if unsafe { dladdr1(code, &mut info, &mut map, RTLD_DL_LINKMAP) } == 0 || map.is_null() {
+        return false;
+    }
+    // SAFETY: `map` is the `link_map` of the object holding this code, which
+    // stays loaded while this code runs; its name is a NUL-terminated string.
+    let name = unsafe { (*map.cast::<LinkMap>()).name };
+    // SAFETY: as above; only the first byte is read to see if it is empty.
+    if name.is_null() || unsafe { *name } == 0 {
+        // The program itself (glibc names its map ""): never unloaded.
+        return true;
+    }
+    // SAFETY: `name` is the loaded object's own name, so RTLD_NOLOAD finds it
+    // without loading anything; RTLD_NODELETE keeps it for the process.
+    !unsafe { dlopen(name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE) }.is_null()
 }
 
 /// The value of an environment variable, read without allocating (this

@@ -446,6 +446,7 @@ fn every_program_under_foreign_allocators() {
         "foreign_blocks",
         "copies",
         "thread_exit",
+        "unload",
     ];
     for allocator in ["jemalloc", "tcmalloc", "mimalloc"] {
         for mode in [None, Some("malloc")] {
@@ -478,6 +479,16 @@ fn copies_in_one_process() {
     build_copies();
     for mode in [None, Some("debug")] {
         Run::new("copies").pythonmalloc(mode).run();
+    }
+}
+
+/// A copy in a shared library that is `dlclose`d after it registered its
+/// `Py_AtExit` hook stays loaded, and `Py_FinalizeEx` runs the hook.
+#[test]
+fn unloaded_copy() {
+    build_copies();
+    for mode in [None, Some("debug")] {
+        Run::new("unload").pythonmalloc(mode).run();
     }
 }
 

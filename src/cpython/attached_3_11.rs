@@ -1,23 +1,25 @@
 //! CPython 3.11: which thread state the calling thread holds the GIL with.
 //!
 //! `_PyThreadState_UncheckedGet()` is the GIL holder of the whole process, not
-//! the caller's. The caller holds the GIL exactly when that holder is its own
-//! thread state, and 3.11 records a state's thread in two places, neither of
-//! them exact on its own:
+//! the caller's. 3.11 records one thread per state: `tstate->thread_id`,
+//! `PyThread_get_thread_ident()` (that is, `pthread_self()`) of the thread
+//! that created it; threading's threads overwrite it with their own id when
+//! they start (`thread_run`, `Modules/_threadmodule.c`). So the caller holds
+//! the GIL when the holder's `thread_id` is the caller's own id, provided a
+//! state is attached only by the thread that created it. Every way CPython
+//! itself attaches states keeps that rule (threading's threads,
+//! `PyGILState_Ensure`, `Py_NewInterpreter`, `PyThreadState_New` on the
+//! thread itself, also for states in several interpreters on one thread);
+//! a state made by one thread and attached by another breaks it, and then
+//! the creating thread is taken for the holder. No field of a 3.11 thread
+//! state records which thread *attached* it, so that case cannot be told;
+//! the rule is stated in the crate docs, `pyalloc.h` and the README.
 //!
-//! - `PyGILState_GetThisThreadState()`: the state the GILState API bound to
-//!   this OS thread. A state deleted from another thread leaves its address
-//!   here, where a new state can reuse it.
-//! - `tstate->thread_id`: the thread that *created* the state. A new state
-//!   at a reused address was created by another thread, so checking both
-//!   rejects the stale slot.
-//!
-//! Neither records which thread *attached* a state: `PyThreadState_New` on a
-//! thread that has no state binds the new state to the creating thread
-//! (changed in 3.12, gh-59956), so if another thread then attaches it, the
-//! creating thread is taken for the holder. pyalloc states this as a
-//! precondition (README, `pyalloc.h`), as CPython's own `PyGILState_Check`
-//! shares the same blind spot.
+//! The GILState slot (`PyGILState_GetThisThreadState()`) is not consulted:
+//! it holds one state per thread, so a thread attached with a second state
+//! of its own (another interpreter's first) would be refused, and a state
+//! deleted from another thread leaves its address there, where a new state
+//! can reuse it.
 
 use core::ffi::{c_int, c_ulong, c_void};
 
@@ -28,7 +30,6 @@ use super::main_gil::GilWords;
 
 extern "C" {
     fn _PyThreadState_UncheckedGet() -> *mut PyThreadState;
-    fn PyGILState_GetThisThreadState() -> *mut PyThreadState;
     #[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
     fn pthread_self() -> c_ulong;
 }
@@ -99,18 +100,22 @@ pub(super) fn thread_state() -> *mut PyThreadState {
     if holder.is_null() {
         return core::ptr::null_mut();
     }
-    // SAFETY: reads a TSS key, NULL before the GILState API is initialised;
-    // needs neither the GIL nor an initialised interpreter.
-    if holder != unsafe { PyGILState_GetThisThreadState() } {
-        return core::ptr::null_mut();
-    }
-    // SAFETY: `holder` is the GIL holder's thread state, allocated by
-    // PyMem_RawMalloc and alive while it holds the GIL. If its thread
-    // released the GIL and deleted it since the read above, the field is
-    // still readable malloc memory (a state is never unmapped at this
-    // size) and holds another thread's id, so the answer is "no" either way.
-    let creator = unsafe { (*holder.cast::<ThreadState311>()).thread_id };
-    if creator == this_thread() {
+    // SAFETY: `holder` was the GIL holder's state a moment ago, a
+    // `PyMem_RawCalloc` block of a few hundred bytes that CPython frees only
+    // after it stops being the holder. If the caller holds the GIL, it is the
+    // caller's own attached state and stays alive and unchanged. Otherwise its
+    // thread may have released the GIL and deleted it since: the read is
+    // volatile (no assumption is drawn from it), the block is still mapped
+    // (no allocator unmaps a freed block that small; pymalloc never serves
+    // the raw domain), and it holds the id of the thread that made it or of
+    // whichever thread made a state there since, never the caller's, which
+    // is inside this function and makes none.
+    let creator =
+        unsafe { core::ptr::addr_of!((*holder.cast::<ThreadState311>()).thread_id).read_volatile() };
+    // The holder is re-read: while the caller holds the GIL nobody else can
+    // change it, so a holder that changed in between was not the caller's.
+    // SAFETY: as above.
+    if creator == this_thread() && unsafe { _PyThreadState_UncheckedGet() } == holder {
         holder
     } else {
         core::ptr::null_mut()

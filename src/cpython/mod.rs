@@ -141,13 +141,19 @@ fn main_interpreter() -> *mut PyInterpreterState {
 }
 
 /// Registers `func` to run at the end of `Py_FinalizeEx`; false when
-/// CPython's table of such functions (32 entries) is full.
+/// CPython's table of such functions (32 entries) is full, or when the
+/// shared library holding this copy of pyalloc cannot be kept loaded (a
+/// `dlclose` would leave CPython calling unmapped code).
 ///
 /// # Safety
 /// The calling thread is attached to the main interpreter: that serialises
 /// the call with every other `Py_AtExit` caller on 3.11 (3.12+ lock).
 pub(crate) unsafe fn at_exit(func: extern "C" fn()) -> bool {
+    if !crate::sys::pin_this_object() {
+        return false;
+    }
     // SAFETY: the caller is attached to the main interpreter (its promise);
-    // `func` is a plain function that lives for the process.
+    // `func` is a plain function of an object that stays loaded (pinned
+    // above) for the process.
     unsafe { Py_AtExit(func) == 0 }
 }

@@ -1,0 +1,51 @@
+/* A copy of pyalloc in a shared library that is unloaded (a ctypes
+ * library, a plugin host): a thread uses it under the GIL, so it registers
+ * its Py_AtExit hook, then the library is dlclose'd. pyalloc keeps its
+ * object loaded once it has registered a callback (RTLD_NODELETE), so
+ * Py_FinalizeEx calls a hook that is still mapped. */
+#include "harness.h"
+
+#include <dlfcn.h>
+
+static char library_path[4096];
+static void *(*copy_malloc)(size_t);
+static void (*copy_free)(void *);
+static int (*copy_is_pymem)(const void *);
+
+static void *use_under_the_gil(void *arg) {
+    (void)arg;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    void *block = copy_malloc(100);
+    CHECK(block != NULL && copy_is_pymem(block));
+    copy_free(block);
+    PyGILState_Release(gil);
+    return NULL;
+}
+
+static void unloaded_copy_survives_finalization(void) {
+    const char *dir = getenv("PYALLOC_TEST_PROGRAMS");
+    CHECK(dir != NULL);
+    snprintf(library_path, sizeof library_path, "%s/libcopy_00.so", dir);
+    void *library = dlopen(library_path, RTLD_NOW | RTLD_LOCAL);
+    CHECK(library != NULL);
+    *(void **)&copy_malloc = dlsym(library, "copy_malloc");
+    *(void **)&copy_free = dlsym(library, "copy_free");
+    *(void **)&copy_is_pymem = dlsym(library, "copy_is_pymem");
+    CHECK(copy_malloc != NULL && copy_free != NULL && copy_is_pymem != NULL);
+    Py_BEGIN_ALLOW_THREADS
+    run_on_plain_thread(use_under_the_gil, NULL);
+    Py_END_ALLOW_THREADS
+    CHECK(dlclose(library) == 0);
+    /* Still mapped: the copy pinned itself when it registered its hook. */
+    void *again = dlopen(library_path, RTLD_NOW | RTLD_NOLOAD);
+    CHECK(again != NULL);
+    CHECK(dlclose(again) == 0);
+    CHECK(Py_FinalizeEx() == 0); /* runs the copy's hook */
+}
+
+int main(void) {
+    Py_InitializeEx(0);
+    printf("python %s\n", Py_GetVersion());
+    RUN(unloaded_copy_survives_finalization);
+    return 0;
+}
