@@ -107,6 +107,48 @@ static void repeated_init_and_finalize(void) {
     pyalloc_free(across);
 }
 
+/* A lifetime that no thread holding the GIL has shown to pyalloc yet: C's
+ * own PyMem block released through pyalloc on a plain thread is left
+ * allocated (pyalloc cannot know which lifetime it belongs to), counted in
+ * deferred_unstarted, and said once on stderr; after pyalloc_collect() the
+ * next one is queued and freed. */
+static void unstarted_lifetime_is_loud(void) {
+    Py_InitializeEx(0);
+    pyalloc_stats before = stats_now();
+    void *first = PyMem_Malloc(64), *second = PyMem_Malloc(64);
+    CHECK(first != NULL && second != NULL);
+    fflush(stderr);
+    int saved_stderr = dup(2);
+    FILE *captured = tmpfile();
+    CHECK(saved_stderr >= 0 && captured != NULL);
+    CHECK(dup2(fileno(captured), 2) == 2);
+    Py_BEGIN_ALLOW_THREADS
+    run_on_plain_thread(free_on_plain_thread, first);
+    run_on_plain_thread(free_on_plain_thread, second);
+    Py_END_ALLOW_THREADS
+    CHECK(dup2(saved_stderr, 2) == 2);
+    close(saved_stderr);
+    char said[1024] = {0};
+    rewind(captured);
+    size_t len = fread(said, 1, sizeof said - 1, captured);
+    fclose(captured);
+    CHECK(len > 0 && strstr(said, "pyalloc_collect()") != NULL);
+    CHECK(strstr(strstr(said, "pyalloc:") + 1, "pyalloc:") == NULL); /* once */
+    pyalloc_stats after = stats_now();
+    CHECK(after.deferred_unstarted == before.deferred_unstarted + 2);
+    CHECK(after.deferred_orphaned == before.deferred_orphaned + 2);
+
+    CHECK(pyalloc_collect() == 0); /* the lifetime starts */
+    void *third = PyMem_Malloc(64);
+    CHECK(third != NULL);
+    Py_BEGIN_ALLOW_THREADS
+    run_on_plain_thread(free_on_plain_thread, third);
+    Py_END_ALLOW_THREADS
+    CHECK(pyalloc_collect() == 1);
+    CHECK(stats_now().deferred_unstarted == after.deferred_unstarted);
+    CHECK(Py_FinalizeEx() == 0);
+}
+
 int main(void) {
     RUN(before_initialize);
     Py_InitializeEx(0);
@@ -114,5 +156,6 @@ int main(void) {
     CHECK(Py_FinalizeEx() == 0);
     RUN(after_finalize);
     RUN(repeated_init_and_finalize);
+    RUN(unstarted_lifetime_is_loud);
     return 0;
 }

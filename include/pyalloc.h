@@ -86,6 +86,11 @@ typedef struct pyalloc_stats {
     // Pointers that cannot have come from pyalloc or `PyMem_Malloc` (not
     // 8-byte aligned), refused by the C API.
     uint64_t invalid_pointers;
+    // Of `deferred_orphaned`: PyMem blocks released without the GIL while an
+    // interpreter was running, but before any thread holding its GIL had
+    // called pyalloc in its lifetime (the first one also prints a warning).
+    // Calling `pyalloc_collect()` once after `Py_Initialize` avoids them.
+    uint64_t deferred_unstarted;
 } pyalloc_stats;
 
 #ifdef __cplusplus

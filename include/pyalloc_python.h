@@ -33,7 +33,7 @@ static inline PyObject *pyalloc_stats_dict(PyObject *module, PyObject *unused) {
         {"private_allocs", stats.private_allocs},       {"private_frees", stats.private_frees},
         {"deferred_pending", stats.deferred_pending},   {"deferred_freed", stats.deferred_freed},
         {"deferred_orphaned", stats.deferred_orphaned}, {"rehomed", stats.rehomed},
-        {"invalid_pointers", stats.invalid_pointers},
+        {"invalid_pointers", stats.invalid_pointers},   {"deferred_unstarted", stats.deferred_unstarted},
     };
     PyObject *dict = PyDict_New();
     for (size_t i = 0; dict != NULL && i < sizeof fields / sizeof fields[0]; i++) {

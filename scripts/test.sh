@@ -105,6 +105,12 @@ for python in "${interpreters[@]}"; do
     unset PYO3_PYTHON CARGO_TARGET_DIR
 done
 
+# CPython's own assertions (Debian's python3.11-dbg, --with-pydebug) on
+# every C program: they reject thread-state misuse that a release build
+# lets through, before pyalloc is reached.
+check "the C programs on CPython 3.11's debug build (--with-pydebug)" \
+    env PYO3_PYTHON=/usr/bin/python3.11-dbg CARGO_TARGET_DIR=target/py311d cargo test --test c_api
+
 newest=python3
 [ ${#interpreters[@]} -gt 0 ] && newest="${interpreters[-1]}"
 newest_venv="$PWD/target/venv/$(python_tag "$newest")"

@@ -33,7 +33,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 
 use crate::pymem::{self, MainGil};
-use crate::stats::{DEFERRED_FREED, DEFERRED_ORPHANED, DEFERRED_QUEUED};
+use crate::stats::{DEFERRED_FREED, DEFERRED_ORPHANED, DEFERRED_QUEUED, DEFERRED_UNSTARTED};
 use crate::{cpython, sys};
 
 /// `lifetime << 2 | TRACKED | UNTRACKABLE`.
@@ -76,6 +76,9 @@ pub(crate) unsafe fn defer(block: *mut u8, known_size: Option<usize>) {
     let state = STATE.load(Acquire);
     if state & TRACKED == 0 {
         DEFERRED_ORPHANED.fetch_add(1, Relaxed);
+        if state & UNTRACKABLE == 0 && cpython::interpreter_running() {
+            unstarted();
+        }
         return;
     }
     crate::testing::pause_point();
@@ -114,6 +117,22 @@ pub(crate) unsafe fn defer(block: *mut u8, known_size: Option<usize>) {
         boxed.cast::<u8>().wrapping_add(BOXED_TAG).cast::<Node>()
     };
     push(node);
+}
+
+/// An untracked release while an interpreter runs: its lifetime started
+/// without a thread holding the GIL entering pyalloc (not finalization,
+/// which has cleared `Py_IsInitialized` before the exit hook ends a
+/// lifetime). Counted, and said once per copy of pyalloc, on stderr
+/// (allocating nothing: this runs inside the allocator).
+#[cold]
+fn unstarted() {
+    if DEFERRED_UNSTARTED.fetch_add(1, Relaxed) == 0 {
+        sys::warn_parts(&[
+            "pyalloc: a PyMem block released without the GIL is left allocated: no thread holding the ",
+            "GIL has called pyalloc since Py_Initialize. Call pyalloc_collect() once after Py_Initialize ",
+            "(an extension: in its module's exec function). Counted in deferred_unstarted.\n",
+        ]);
+    }
 }
 
 fn push(node: *mut Node) {

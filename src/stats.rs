@@ -29,6 +29,7 @@ pub(crate) static DEFERRED_FREED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static DEFERRED_ORPHANED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static REHOMED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static INVALID_POINTERS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static DEFERRED_UNSTARTED: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of one copy of pyalloc's counters (`pyalloc_stats` in C):
 /// each extension module that links pyalloc has its own copy.
@@ -61,6 +62,11 @@ pub struct Stats {
     /// Pointers that cannot have come from pyalloc or `PyMem_Malloc` (not
     /// 8-byte aligned), refused by the C API.
     pub invalid_pointers: u64,
+    /// Of `deferred_orphaned`: PyMem blocks released without the GIL while an
+    /// interpreter was running, but before any thread holding its GIL had
+    /// called pyalloc in its lifetime (the first one also prints a warning).
+    /// Calling `pyalloc_collect()` once after `Py_Initialize` avoids them.
+    pub deferred_unstarted: u64,
 }
 
 #[repr(C, align(64))]
@@ -217,5 +223,6 @@ pub(crate) fn snapshot() -> Stats {
         deferred_orphaned: orphaned,
         rehomed: REHOMED.load(Relaxed),
         invalid_pointers: INVALID_POINTERS.load(Relaxed),
+        deferred_unstarted: DEFERRED_UNSTARTED.load(Relaxed),
     }
 }

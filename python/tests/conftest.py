@@ -21,3 +21,5 @@ def deferred_queue_is_empty_after_each_test():
     stats = pyalloc.stats()
     assert stats["deferred_pending"] == 0, stats
     assert stats["invalid_pointers"] == 0, stats
+    # The extension starts every interpreter lifetime (its exec slot).
+    assert stats["deferred_unstarted"] == 0, stats

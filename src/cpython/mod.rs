@@ -33,6 +33,16 @@ extern "C" {
     #[cfg(pyalloc_py314)]
     fn PyThreadState_GetInterpreter(tstate: *mut PyThreadState) -> *mut PyInterpreterState;
     fn Py_AtExit(func: extern "C" fn()) -> c_int;
+    fn Py_IsInitialized() -> c_int;
+}
+
+/// Whether an interpreter is initialised and not yet finalising
+/// (`Py_IsInitialized`, which `Py_FinalizeEx` clears first). A plain read of
+/// one runtime word, callable on any thread at any time; racy by nature, so
+/// used for diagnostics only, never to decide a family.
+pub(crate) fn interpreter_running() -> bool {
+    // SAFETY: reads `_PyRuntime.initialized`; needs no GIL or interpreter.
+    unsafe { Py_IsInitialized() != 0 }
 }
 
 /// The interpreter the calling thread is attached to.
