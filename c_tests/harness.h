@@ -19,9 +19,12 @@
 #include "pyalloc.h"
 
 /* Whether pyalloc reads the main GIL's `locked` word on this build
- * (src/cpython/main_gil.rs): 3.11-3.13 GIL builds, 3.11-3.12 on x86-64. */
-#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED) && \
-    (PY_VERSION_HEX >= 0x030D0000 || defined(__x86_64__))
+ * (src/cpython/main_gil.rs): 3.11-3.15 GIL builds, 3.11-3.12 on x86-64 only,
+ * 3.13-3.15 as release candidates or final releases only (the
+ * `_Py_DebugOffsets` layout is frozen from the first candidate on). */
+#if PY_VERSION_HEX < 0x03100000 && !defined(Py_GIL_DISABLED) && \
+    ((PY_VERSION_HEX < 0x030D0000 && defined(__x86_64__)) || \
+     (PY_VERSION_HEX >= 0x030D0000 && (PY_VERSION_HEX & 0xF0) >= 0xC0))
 #define READS_MAIN_GIL 1
 #else
 #define READS_MAIN_GIL 0

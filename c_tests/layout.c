@@ -1,6 +1,8 @@
 /* pyalloc reads two fields of PyThreadState itself, without a call: the
- * `interp` pointer (3.11-3.13) and, on 3.11, `thread_id`; and on 3.11-3.13
- * (GIL builds) the main GIL's `locked` word (see src/cpython/main_gil.rs). Their
+ * `interp` pointer (3.11-3.15) and, on 3.11, `thread_id`; and on 3.11-3.15
+ * (GIL builds) the main GIL's `locked` word (see src/cpython/main_gil.rs;
+ * 3.13-3.15 find it through `_PyRuntime.debug_offsets`, whose layout differs
+ * in each of them). Their
  * places must be this interpreter's own: the GIL's comes from its internal
  * headers, hence Py_BUILD_CORE. */
 #define Py_BUILD_CORE 1
@@ -21,7 +23,7 @@
 static void offsets_match_the_header(void) {
     size_t interp = 0, thread_id = 0;
     pyalloc_testing_layout(&interp, &thread_id);
-#if PY_VERSION_HEX < 0x030E0000
+#if PY_VERSION_HEX < 0x03100000
     CHECK(interp == offsetof(PyThreadState, interp));
 #else
     CHECK(interp == 0); /* read through PyThreadState_GetInterpreter */

@@ -7,8 +7,11 @@
 #   - once per CPython 3.11-3.13 found (pyenv, else python3.X on PATH): every
 #     Rust and C test, the Python suite and the mixed C/Rust example, in a
 #     fresh virtual environment;
-#   - compile checks for CPython 3.14, 3.15, 3.14t and 3.15t, which cannot
-#     run here (pyo3's PYO3_CONFIG_FILE, no interpreter);
+#   - the same for CPython 3.14 and 3.15, inside a Debian testing root
+#     (scripts/forky-pythons.sh: their binaries need a newer glibc);
+#   - compile checks for CPython 3.14t and 3.15t (free-threaded), which
+#     cannot run here, and 3.16, which the shims do not know (pyo3's
+#     PYO3_CONFIG_FILE, no interpreter);
 #   - packaging: cargo package and publish --dry-run, python -m build, the
 #     wheel's contents and platform tag, a minimal dependent's build graph
 #     and an offline build of it from vendored sources;
@@ -22,19 +25,22 @@ source scripts/lib.sh
 
 passed=0
 failed=()
-# check LABEL COMMAND...: runs one check and counts it.
+# check LABEL COMMAND...: runs one check and counts it; returns its status.
 check() {
-    local label=$1
+    local label=$1 start=$SECONDS status
     shift
     step "$label"
     # In a subshell with errexit: a check stops at its first failing command
     # (bash ignores errexit in a condition, hence no `if`).
     (set -e; "$@")
-    if [ $? -eq 0 ]; then
+    status=$?
+    echo "--- $label: $((SECONDS - start)) s"
+    if [ $status -eq 0 ]; then
         passed=$((passed + 1))
     else
         echo "FAILED: $label" >&2
         failed+=("$label")
+        return 1
     fi
 }
 
@@ -69,40 +75,53 @@ if [ ${#interpreters[@]} -eq 0 ]; then
     failed+=("a CPython 3.11-3.13 to test with")
 fi
 
-for python in "${interpreters[@]}"; do
-    tag=$(python_tag "$python")
-    version=$("$python" --version)
+# The per-interpreter checks. A forky interpreter (3.14, 3.15) runs inside
+# the Debian testing root (scripts/forky-pythons.sh): every command of its
+# checks goes through $run, which binds this checkout at its own path.
+# Its target directories (target/py314, target/py315) are its own: a build
+# there links against forky's glibc, so no host build may share them.
+# interpreter_checks PYTHON PROFILE BUILD_DIR [RUN...]
+interpreter_checks() {
+    local python=$1 profile=$2 build_dir=$3
+    shift 3
+    local -a run=("$@")
+    local tag version venv
+    tag=$("${run[@]}" "$python" -c 'import sys; print("py%d%d" % sys.version_info[:2])')
+    version=$("${run[@]}" "$python" --version)
+    [ ${#run[@]} -gt 0 ] && version="$version (Debian testing root)"
     venv="target/venv/$tag"
+    [ -n "$build_dir" ] || build_dir="target/$tag"
     # A target directory per interpreter: pyo3-ffi rebuilds when PYO3_PYTHON
     # changes, so sharing one would rebuild everything on every switch.
     export PYO3_PYTHON="$python" CARGO_TARGET_DIR="target/$tag"
-    check "cargo test, $version" cargo test --no-fail-fast
+    check "cargo test, $version" "${run[@]}" cargo test --no-fail-fast
 
-    # The extension: a release build for the newest interpreter (what
-    # `pip install .` gives users); for the others a debug build in the
-    # target directory above, which cargo mostly reuses.
-    if [ "$python" = "${interpreters[-1]}" ]; then
-        profile=release
-        build_dir="target/$tag-release"
-    else
-        profile=debug
-        build_dir="target/$tag"
-    fi
     install_and_test() {
-        "$python" -m venv --clear "$venv"
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools>=64" wheel "pytest>=7"
+        "${run[@]}" "$python" -m venv --clear "$venv"
+        "${run[@]}" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools>=64" wheel "pytest>=7"
         PYALLOC_BUILD_PROFILE=$profile CARGO_TARGET_DIR=$build_dir \
-            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation .
-        "$venv/bin/python" -m pytest -p no:cacheprovider python/tests
+            "${run[@]}" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation .
+        "${run[@]}" "$venv/bin/python" -m pytest -p no:cacheprovider python/tests
     }
     check "pip install . ($profile) and the Python suite, $version" install_and_test
     example() {
         PYALLOC_BUILD_PROFILE=$profile CARGO_TARGET_DIR=$build_dir \
-            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation ./examples/mixed_extension
-        "$venv/bin/python" -m pytest -p no:cacheprovider examples/mixed_extension/tests
+            "${run[@]}" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation ./examples/mixed_extension
+        "${run[@]}" "$venv/bin/python" -m pytest -p no:cacheprovider examples/mixed_extension/tests
     }
     check "examples/mixed_extension (pyalloc.setuptools), $version" example
     unset PYO3_PYTHON CARGO_TARGET_DIR
+}
+
+for python in "${interpreters[@]}"; do
+    # The extension: a release build for the newest interpreter (what
+    # `pip install .` gives users); for the others a debug build in the
+    # target directory of its cargo test, which cargo mostly reuses.
+    if [ "$python" = "${interpreters[-1]}" ]; then
+        interpreter_checks "$python" release "target/$(python_tag "$python")-release"
+    else
+        interpreter_checks "$python" debug ""
+    fi
 done
 
 # CPython's own assertions (Debian's python3.11-dbg, --with-pydebug) on
@@ -111,11 +130,30 @@ done
 check "the C programs on CPython 3.11's debug build (--with-pydebug)" \
     env PYO3_PYTHON=/usr/bin/python3.11-dbg CARGO_TARGET_DIR=target/py311d cargo test --test c_api
 
+# CPython 3.14 and 3.15: Debian testing packages them, but its binaries need
+# glibc 2.38, so they run in a forky root (made when missing: about 90 s and
+# 855 MB at /opt/forky, or FORKY_ROOT; it needs root and a Debian mirror).
+forky=(scripts/forky-pythons.sh run -b "$PWD" --)
+forky_root() {
+    if scripts/forky-pythons.sh ready; then
+        echo "the root is ready"
+    else
+        scripts/forky-pythons.sh setup
+    fi
+    # What the tests need, found inside the root as on the host.
+    "${forky[@]}" scripts/system-packages.sh
+}
+if check "a Debian testing root with CPython 3.14 and 3.15 (scripts/forky-pythons.sh)" forky_root; then
+    for minor in 14 15; do
+        interpreter_checks "/usr/bin/python3.$minor" debug "" "${forky[@]}"
+    done
+fi
+
 newest=python3
 [ ${#interpreters[@]} -gt 0 ] && newest="${interpreters[-1]}"
 newest_venv="$PWD/target/venv/$(python_tag "$newest")"
 
-check "compile for CPython 3.14, 3.15, 3.14t, 3.15t (cargo check and clippy, tests included)" \
+check "compile for CPython 3.14t, 3.15t (free-threaded) and 3.16 (unknown to the shims): cargo check and clippy, tests included" \
     scripts/check-unreleased-pythons.sh
 
 check "packaging: cargo package, publish --dry-run, python -m build, wheel contents, auditwheel" \

@@ -21,7 +21,7 @@ mod hooks {
     /// Writes the byte offsets of `interp` and (on 3.11) `thread_id` in
     /// `PyThreadState` as pyalloc reads them, for `c_tests/layout.c` to
     /// compare with the interpreter's header. A field pyalloc does not read
-    /// on this version (`thread_id` from 3.12, both from 3.14) is 0.
+    /// on this version (`thread_id` from 3.12, both from 3.16) is 0.
     ///
     /// # Safety
     /// Both pointers are writable.
@@ -37,7 +37,7 @@ mod hooks {
     /// Writes the main GIL's `locked` word, once pyalloc has confirmed where
     /// it is (it then answers "not attached" on allocation without a call
     /// while the word is not 1), and how many allocations it has answered
-    /// so. The word is NULL where pyalloc does not read it (3.14 and newer,
+    /// so. The word is NULL where pyalloc does not read it (3.16 and newer,
     /// free-threaded builds, 3.11-3.12 off x86-64), before the first
     /// allocation by a thread attached to the main interpreter, and when
     /// confirmation failed.

@@ -22,13 +22,18 @@ TIMING_SIZES = (16, 64, 256, 4096)
 
 
 def allocator_name():
-    """The running interpreter's PyMem allocator: pymalloc, debug hooks, malloc."""
-    try:
-        import _testcapi
+    """The running interpreter's PyMem allocator: pymalloc, debug hooks, malloc.
 
-        return _testcapi.pymem_getallocatorsname()
-    except (ImportError, AttributeError, RuntimeError):
-        return os.environ.get("PYTHONMALLOC") or "default (unknown: no _testcapi)"
+    CPython's test modules name it: `_testcapi.pymem_getallocatorsname()` on
+    3.11 and 3.12, `_testinternalcapi.pymem_getallocatorsname()` from 3.13 on
+    (it moved there). Both modules are optional parts of an installation."""
+    for module_name in ("_testinternalcapi", "_testcapi"):
+        try:
+            module = __import__(module_name)
+            return module.pymem_getallocatorsname()
+        except (ImportError, AttributeError, RuntimeError):
+            continue
+    return os.environ.get("PYTHONMALLOC") or "default (unknown: no _testinternalcapi or _testcapi)"
 
 
 def check_rust_to_c():

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,24 @@ def test_report_passes_and_speaks_json():
     assert {row["gil"] for row in report["timing_ns_per_pair"]} == {"held", "released"}
     text = subprocess.run([sys.executable, "-m", "pyalloc"], capture_output=True, text=True, timeout=300)
     assert text.returncode == 0 and "all checks passed" in text.stdout
+
+
+@pytest.mark.parametrize("pythonmalloc", [None, "debug"])
+def test_report_names_the_allocator(pythonmalloc):
+    # CPython's own name for it (3.13 moved the function that gives it from
+    # _testcapi to _testinternalcapi), not PYTHONMALLOC echoed back.
+    default = "pymalloc" if sysconfig.get_config_var("WITH_PYMALLOC") else "malloc"
+    expected = {None: default, "debug": default + "_debug"}[pythonmalloc]
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONMALLOC", "PYTHONDEVMODE")}
+    if pythonmalloc is not None:
+        env["PYTHONMALLOC"] = pythonmalloc
+    command = [sys.executable, "-m", "pyalloc"]
+    report = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300, env=env)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert json.loads(report.stdout)["allocator"] == expected
+    if pythonmalloc is None:
+        text = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        assert f"PyMem allocator: {expected}\n" in text.stdout
 
 
 def test_report_help_says_what_it_does():

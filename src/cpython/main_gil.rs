@@ -21,12 +21,13 @@
 //! without the GIL.
 //!
 //! The word's place comes from the version shim (3.11 and 3.12: the
-//! header's offsets, on x86-64; 3.13: the runtime's own `_Py_DebugOffsets`),
+//! header's offsets, on x86-64; 3.13-3.15: the runtime's own
+//! `_Py_DebugOffsets`, each version's layout checked by its `version`),
 //! and is used only once it is confirmed on a thread found attached to the
 //! main interpreter: `locked` reads 1 and `last_holder` reads that thread's
 //! own state (3.11 and 3.12 also check the switch interval stored next to
-//! them). Where the shim knows no place (3.14 and newer, which cannot be run
-//! here; free-threaded builds, which have no GIL to read) or confirmation
+//! them). Where the shim knows no place (3.16 and newer, whose table it has
+//! not seen; free-threaded builds, which have no GIL to read) or confirmation
 //! fails `ATTEMPTS` times, the full check answers always.
 //!
 //! Only allocation asks: "not attached to the main interpreter" does not

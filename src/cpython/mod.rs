@@ -30,7 +30,7 @@ mod main_gil;
 
 extern "C" {
     fn PyInterpreterState_Main() -> *mut PyInterpreterState;
-    #[cfg(pyalloc_py314)]
+    #[cfg(pyalloc_py316)]
     fn PyThreadState_GetInterpreter(tstate: *mut PyThreadState) -> *mut PyInterpreterState;
     fn Py_AtExit(func: extern "C" fn()) -> c_int;
     fn Py_IsInitialized() -> c_int;
@@ -86,10 +86,11 @@ pub(crate) fn certainly_not_attached_to_main() -> bool {
 }
 
 /// The leading fields of CPython's `struct _ts` (`Include/cpython/pystate.h`:
-/// `prev`, `next`, `interp`), the same from 3.11 to 3.13; `c_tests/layout.c`
+/// `prev`, `next`, `interp`), the same from 3.11 to 3.15 (free-threaded
+/// builds too: no field before them depends on the build); `c_tests/layout.c`
 /// checks the offset against each interpreter's own header. Reading `interp`
 /// directly saves a call on every allocation.
-#[cfg(not(pyalloc_py314))]
+#[cfg(not(pyalloc_py316))]
 #[repr(C)]
 struct ThreadStateHead {
     prev: *mut PyThreadState,
@@ -98,9 +99,9 @@ struct ThreadStateHead {
 }
 
 /// The offsets pyalloc reads, for the layout test (`pyalloc_testing_layout`).
-#[cfg(all(feature = "testing", not(pyalloc_py314)))]
+#[cfg(all(feature = "testing", not(pyalloc_py316)))]
 pub(crate) const INTERP_OFFSET: usize = core::mem::offset_of!(ThreadStateHead, interp);
-#[cfg(all(feature = "testing", pyalloc_py314))]
+#[cfg(all(feature = "testing", pyalloc_py316))]
 pub(crate) const INTERP_OFFSET: usize = 0;
 #[cfg(all(feature = "testing", not(pyalloc_py312)))]
 pub(crate) use attached::THREAD_ID_OFFSET;
@@ -115,18 +116,19 @@ pub(crate) fn main_gil_testing_state() -> (*const core::ffi::c_int, u64) {
     (locked.cast(), answers)
 }
 
-#[cfg(not(pyalloc_py314))]
+#[cfg(not(pyalloc_py316))]
 #[inline]
 fn interpreter_of(tstate: *mut PyThreadState) -> *mut PyInterpreterState {
     // SAFETY: `tstate` is the calling thread's attached thread state (see
     // `attached::thread_state`), alive while it stays attached, and its
-    // layout begins with `ThreadStateHead` on 3.11-3.13.
+    // layout begins with `ThreadStateHead` on 3.11-3.15 (the headers say so,
+    // and `c_tests/layout.c` checks it on each of them).
     unsafe { (*tstate.cast::<ThreadStateHead>()).interp }
 }
 
-/// 3.14 and newer can only be compiled here, not run: ask through the public
-/// function rather than trust a layout that cannot be checked.
-#[cfg(pyalloc_py314)]
+/// Versions newer than 3.15, whose headers this code has not seen: ask
+/// through the public function rather than trust a layout not checked.
+#[cfg(pyalloc_py316)]
 #[inline]
 fn interpreter_of(tstate: *mut PyThreadState) -> *mut PyInterpreterState {
     // SAFETY: `tstate` is the calling thread's attached thread state; the

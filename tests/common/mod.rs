@@ -125,22 +125,56 @@ pub fn require(tool: &str) -> String {
         })
 }
 
-/// The malloc replacement the foreign-allocator runs preload: Debian's
-/// libjemalloc2, libtcmalloc-minimal4 or libmimalloc2.0, or a failure
-/// naming the package.
+/// The malloc replacement the foreign-allocator runs preload, found by what
+/// the system has: the first of its sonames that the dynamic linker's cache
+/// (`ldconfig -p`) or one of the usual library directories holds. Debian 12
+/// ships libjemalloc2, libtcmalloc-minimal4 and libmimalloc2.0
+/// (`libmimalloc.so.2`); Debian testing renames tcmalloc's package
+/// (libtcmalloc-minimal4t64) and ships mimalloc 3 (`libmimalloc.so.3`). A
+/// missing library fails the test, naming it.
 pub fn preloaded_allocator(name: &str) -> String {
-    let (package, candidates): (&str, &[&str]) = match name {
-        "jemalloc" => ("libjemalloc2", &["libjemalloc.so.2"]),
-        "tcmalloc" => ("libtcmalloc-minimal4", &["libtcmalloc_minimal.so.4"]),
-        "mimalloc" => ("libmimalloc2.0", &["libmimalloc.so.2", "libmimalloc.so.2.0"]),
+    let sonames: &[&str] = match name {
+        "jemalloc" => &["libjemalloc.so.2"],
+        "tcmalloc" => &["libtcmalloc_minimal.so.4"],
+        "mimalloc" => &["libmimalloc.so.2", "libmimalloc.so.3"],
         other => panic!("no such allocator: {other}"),
     };
-    candidates
+    find_library(sonames).unwrap_or_else(|| {
+        panic!(
+            "{name} ({}) is required by this test and was not found (scripts/system-packages.sh installs it)",
+            sonames.join(" or ")
+        )
+    })
+}
+
+/// The path of the first of `sonames` the system has.
+fn find_library(sonames: &[&str]) -> Option<String> {
+    // `ldconfig -p` lines read "\tlibfoo.so.2 (libc6,x86-64) => /path/libfoo.so.2".
+    let cache = ["ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"]
         .iter()
-        .map(|file| Path::new("/usr/lib/x86_64-linux-gnu").join(file))
-        .find(|path| path.exists())
-        .map(|path| path.display().to_string())
-        .unwrap_or_else(|| {
-            panic!("{package} is required by this test and was not found (scripts/test.sh installs it)")
+        .find_map(|tool| Command::new(tool).arg("-p").output().ok())
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    let directories = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+        "/usr/local/lib",
+    ];
+    sonames.iter().find_map(|soname| {
+        let cached = cache.lines().find_map(|line| {
+            let (entry, path) = line.split_once(" => ")?;
+            let entry_name = entry.split_whitespace().next()?;
+            (entry_name == *soname && Path::new(path.trim()).exists()).then(|| path.trim().to_owned())
+        });
+        cached.or_else(|| {
+            directories
+                .iter()
+                .map(|directory| Path::new(directory).join(soname))
+                .find(|path| path.exists())
+                .map(|path| path.display().to_string())
         })
+    })
 }

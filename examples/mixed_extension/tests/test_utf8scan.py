@@ -136,7 +136,10 @@ def test_tracemalloc_attributes_the_rust_result_to_this_line():
         if stat.traceback[0].filename == __file__ and stat.traceback[0].lineno == line
     )
     assert attributed >= 0.9 * (16 << 20), f"only {attributed} bytes attributed to line {line}"
-    assert size_with_result - size_after_free >= 16 << 20, "PyMem_Free released the block"
+    # The 16 MiB block, less what was allocated between the two readings
+    # (the int holding the first one, at least: 32 bytes more than the
+    # result object's own header on 3.14 under PYTHONMALLOC=debug).
+    assert size_with_result - size_after_free >= (16 << 20) - 4096, "PyMem_Free released the block"
 
 
 @pytest.mark.skipif(INNER_RUN, reason="this is the inner run")
