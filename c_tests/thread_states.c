@@ -228,19 +228,27 @@ static void states_in_two_interpreters_on_one_thread(void) {
 
 /* ---- the 3.11 rule: the maker of an attached state is taken for its holder - */
 
+enum maker_kind {
+    MAKER_WITHOUT_STATE, /* its slot is empty: the state it makes is bound to it */
+    MAKER_WITH_STALE_SLOT, /* its own state was deleted by main first */
+    MAKER_WITH_OWN_STATE, /* its own state is alive (bound to it) */
+};
+
 struct made_elsewhere {
     sem_t maker_step, attacher_step, done;
-    int delete_own_first; /* the maker's own state deleted by main first */
+    enum maker_kind kind;
     PyThreadState *own, *made;
     int maker_pymem, maker_gilstate_check, attacher_pymem;
 };
 
 static void *maker_thread(void *arg) {
     struct made_elsewhere *job = arg;
-    if (job->delete_own_first) {
+    if (job->kind == MAKER_WITH_STALE_SLOT) {
         job->own = new_main_state(); /* bound to us; main deletes it */
         CHECK(sem_post(&job->done) == 0);
         CHECK(sem_wait(&job->maker_step) == 0);
+    } else if (job->kind == MAKER_WITH_OWN_STATE) {
+        job->own = new_main_state(); /* bound to us, alive throughout */
     }
     job->made = new_main_state(); /* for the attaching thread */
     CHECK(sem_post(&job->done) == 0);
@@ -248,6 +256,11 @@ static void *maker_thread(void *arg) {
     job->maker_gilstate_check = PyGILState_Check();
     job->maker_pymem = allocates_pymem(40); /* PyMem_Free on 3.11, racing nobody: the holder is parked */
     CHECK(sem_post(&job->done) == 0);
+    if (job->kind == MAKER_WITH_OWN_STATE) {
+        CHECK(sem_wait(&job->maker_step) == 0); /* the attacher is done */
+        PyEval_RestoreThread(job->own);
+        delete_current();
+    }
     return NULL;
 }
 
@@ -261,8 +274,8 @@ static void *attaching_thread(void *arg) {
     return NULL;
 }
 
-static void made_by_one_thread_attached_by_another(int delete_own_first) {
-    struct made_elsewhere job = {.delete_own_first = delete_own_first};
+static void made_by_one_thread_attached_by_another(enum maker_kind kind) {
+    struct made_elsewhere job = {.kind = kind};
     CHECK(sem_init(&job.maker_step, 0, 0) == 0 && sem_init(&job.attacher_step, 0, 0) == 0);
     CHECK(sem_init(&job.done, 0, 0) == 0);
     pthread_t maker, attacher;
@@ -270,7 +283,7 @@ static void made_by_one_thread_attached_by_another(int delete_own_first) {
     CHECK(pthread_create(&maker, NULL, maker_thread, &job) == 0);
     CHECK(sem_wait(&job.done) == 0);
     Py_END_ALLOW_THREADS
-    if (delete_own_first) {
+    if (kind == MAKER_WITH_STALE_SLOT) {
         PyThreadState_Clear(job.own);
         PyThreadState_Delete(job.own);
         Py_BEGIN_ALLOW_THREADS
@@ -285,14 +298,19 @@ static void made_by_one_thread_attached_by_another(int delete_own_first) {
     CHECK(sem_wait(&job.done) == 0);
     CHECK(sem_post(&job.attacher_step) == 0); /* the attacher ends its state */
     CHECK(pthread_join(attacher, NULL) == 0);
+    if (kind == MAKER_WITH_OWN_STATE) {
+        CHECK(sem_post(&job.maker_step) == 0);
+    }
     CHECK(pthread_join(maker, NULL) == 0);
     Py_END_ALLOW_THREADS
-    printf("  %s: maker pymem %d (PyGILState_Check %d), attacher pymem %d%s\n",
-           delete_own_first ? "maker's own state deleted" : "maker with no state", job.maker_pymem,
+    static const char *const kinds[] = {"maker with no state", "maker's own state deleted", "maker with its own state"};
+    printf("  %s: maker pymem %d (PyGILState_Check %d), attacher pymem %d%s\n", kinds[kind], job.maker_pymem,
            job.maker_gilstate_check, job.attacher_pymem,
-           delete_own_first ? (job.made == job.own ? ", same address" : ", new address") : "");
+           kind == MAKER_WITH_STALE_SLOT ? (job.made == job.own ? ", same address" : ", new address") : "");
 #if PY_VERSION_HEX < 0x030C0000
-    CHECK(job.maker_pymem == 1);    /* the rule's documented consequence */
+    /* The rule's documented consequence for a maker whose slot is empty or
+     * stale; a maker with a live state of its own is never taken. */
+    CHECK(job.maker_pymem == (kind != MAKER_WITH_OWN_STATE));
     CHECK(job.attacher_pymem == 0); /* sound: a private block */
 #else
     CHECK(job.maker_pymem == 0);
@@ -301,11 +319,15 @@ static void made_by_one_thread_attached_by_another(int delete_own_first) {
 }
 
 static void maker_with_no_state_is_taken_for_the_holder(void) {
-    made_by_one_thread_attached_by_another(0);
+    made_by_one_thread_attached_by_another(MAKER_WITHOUT_STATE);
 }
 
 static void maker_with_a_stale_slot_is_taken_for_the_holder(void) {
-    made_by_one_thread_attached_by_another(1);
+    made_by_one_thread_attached_by_another(MAKER_WITH_STALE_SLOT);
+}
+
+static void maker_with_its_own_state_is_not_the_holder(void) {
+    made_by_one_thread_attached_by_another(MAKER_WITH_OWN_STATE);
 }
 
 /* ---- family follows the GIL ---------------------------------------------- */
@@ -354,14 +376,17 @@ int main(void) {
     (void)stale_gilstate_slot_is_not_the_gil;
     printf("  the stale-slot case exists on 3.11 only\n");
 #endif
-    RUN(states_in_two_interpreters_on_one_thread);
     RUN(maker_with_no_state_is_taken_for_the_holder);
+    RUN(maker_with_its_own_state_is_not_the_holder);
 #if PY_VERSION_HEX < 0x030C0000
     RUN(maker_with_a_stale_slot_is_taken_for_the_holder); /* 3.12+ debug builds forbid the deletion */
 #else
     (void)maker_with_a_stale_slot_is_taken_for_the_holder;
 #endif
     RUN(family_follows_the_gil);
+    /* Last: on 3.11 a subinterpreter turns off PyGILState_Check, and with it
+     * the debug hooks' GIL check, for the rest of the process. */
+    RUN(states_in_two_interpreters_on_one_thread);
     finish_interpreter();
     return 0;
 }

@@ -11,14 +11,19 @@ static char library_path[4096];
 static void *(*copy_malloc)(size_t);
 static void (*copy_free)(void *);
 static int (*copy_is_pymem)(const void *);
+static pyalloc_stats (*copy_stats)(void);
 
+/* Under the GIL (the copy registers its hook), then one of its PyMem
+ * blocks released without it: queued until the hook ends the lifetime. */
 static void *use_under_the_gil(void *arg) {
     (void)arg;
     PyGILState_STATE gil = PyGILState_Ensure();
-    void *block = copy_malloc(100);
-    CHECK(block != NULL && copy_is_pymem(block));
+    void *block = copy_malloc(100), *queued = copy_malloc(100);
+    CHECK(block != NULL && copy_is_pymem(block) && queued != NULL && copy_is_pymem(queued));
     copy_free(block);
     PyGILState_Release(gil);
+    copy_free(queued);
+    CHECK(copy_stats().deferred_pending == 1);
     return NULL;
 }
 
@@ -31,7 +36,8 @@ static void unloaded_copy_survives_finalization(void) {
     *(void **)&copy_malloc = dlsym(library, "copy_malloc");
     *(void **)&copy_free = dlsym(library, "copy_free");
     *(void **)&copy_is_pymem = dlsym(library, "copy_is_pymem");
-    CHECK(copy_malloc != NULL && copy_free != NULL && copy_is_pymem != NULL);
+    *(void **)&copy_stats = dlsym(library, "copy_stats");
+    CHECK(copy_malloc != NULL && copy_free != NULL && copy_is_pymem != NULL && copy_stats != NULL);
     Py_BEGIN_ALLOW_THREADS
     run_on_plain_thread(use_under_the_gil, NULL);
     Py_END_ALLOW_THREADS
@@ -40,7 +46,10 @@ static void unloaded_copy_survives_finalization(void) {
     void *again = dlopen(library_path, RTLD_NOW | RTLD_NOLOAD);
     CHECK(again != NULL);
     CHECK(dlclose(again) == 0);
-    CHECK(Py_FinalizeEx() == 0); /* runs the copy's hook */
+    CHECK(Py_FinalizeEx() == 0);
+    /* The copy's hook ran: the lifetime ended, its queued block left alone. */
+    pyalloc_stats after = copy_stats();
+    CHECK(after.deferred_pending == 0 && after.deferred_orphaned == 1);
 }
 
 int main(void) {

@@ -34,11 +34,12 @@
  * A PyMem block kept across Py_FinalizeEx and a new Py_Initialize and freed
  * in the new one is as unsound as with plain PyMem_Free.
  *
- * CPython 3.11 only: a thread state must be attached only by the thread
- * that made it (as threading's threads, PyGILState_Ensure, Py_NewInterpreter
- * and PyThreadState_New on the thread itself do). pyalloc takes the GIL
- * holder's maker for the thread holding the GIL: if one thread makes a
- * state and another attaches it, the maker is taken for the holder. */
+ * CPython 3.11 only: make a thread state for another thread only from a
+ * thread whose own state is alive. A state made with PyThreadState_New on a
+ * thread with no state (or whose own was deleted by another thread) is bound
+ * to that maker; if another thread attaches it, pyalloc takes the maker for
+ * the GIL holder, and the maker's allocations then call PyMem without the
+ * GIL. */
 
 #ifndef PYALLOC_H
 #define PYALLOC_H

@@ -129,8 +129,9 @@ fn unstarted() {
     if DEFERRED_UNSTARTED.fetch_add(1, Relaxed) == 0 {
         sys::warn_parts(&[
             "pyalloc: a PyMem block released without the GIL is left allocated: no thread holding the ",
-            "GIL has called pyalloc since Py_Initialize. Call pyalloc_collect() once after Py_Initialize ",
-            "(an extension: in its module's exec function). Counted in deferred_unstarted.\n",
+            "GIL has called pyalloc since Py_Initialize, so its interpreter lifetime is unknown. If it ",
+            "belongs to this interpreter, call pyalloc_collect() once after Py_Initialize (an extension: ",
+            "in its module's exec function). Counted in deferred_unstarted.\n",
         ]);
     }
 }

@@ -28,12 +28,13 @@
 //!
 //! ## The rules it relies on
 //!
-//! - **CPython 3.11: a thread state is attached only by the thread that made
-//!   it** (threading's threads, `PyGILState_Ensure`, `Py_NewInterpreter` and
-//!   `PyThreadState_New` on the thread itself all keep it). 3.11 records
-//!   only a state's maker, so pyalloc takes the GIL holder's maker for the
-//!   thread holding the GIL: if one thread makes a state and another
-//!   attaches it, the maker is taken for the holder. 3.12+ is exact.
+//! - **CPython 3.11: make a thread state for another thread only from a
+//!   thread whose own state is alive.** A state made with
+//!   `PyThreadState_New` on a thread with no state (or whose own another
+//!   thread deleted) is bound to that maker, and 3.11 records nothing about
+//!   who attaches it: if another thread does, the maker is taken for the
+//!   GIL holder (its allocations then call PyMem without the GIL). 3.12+ is
+//!   exact.
 //! - **Subinterpreters, C API**: a block that is not private is taken to be
 //!   a PyMem block of the calling thread's interpreter, as `PyMem_Free`
 //!   would, so a main-interpreter PyMem block must not be released through

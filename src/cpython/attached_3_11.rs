@@ -1,27 +1,41 @@
-//! CPython 3.11: which thread state the calling thread holds the GIL with.
+//! CPython 3.11: which thread state the calling thread holds the main GIL
+//! with.
 //!
 //! `_PyThreadState_UncheckedGet()` is the GIL holder of the whole process, not
-//! the caller's. 3.11 records one thread per state: `tstate->thread_id`,
-//! `PyThread_get_thread_ident()` (that is, `pthread_self()`) of the thread
-//! that created it; threading's threads overwrite it with their own id when
-//! they start (`thread_run`, `Modules/_threadmodule.c`). So the caller holds
-//! the GIL when the holder's `thread_id` is the caller's own id, provided a
-//! state is attached only by the thread that created it. Every way CPython
-//! itself attaches states keeps that rule (threading's threads,
-//! `PyGILState_Ensure`, `Py_NewInterpreter`, `PyThreadState_New` on the
-//! thread itself, also for states in several interpreters on one thread);
-//! a state made by one thread and attached by another breaks it, and then
-//! the creating thread is taken for the holder. No field of a 3.11 thread
-//! state records which thread *attached* it, so that case cannot be told;
-//! the rule is stated in the crate docs, `pyalloc.h` and the README.
+//! the caller's. 3.11 records a state's thread in two places, neither exact
+//! on its own:
 //!
-//! The GILState slot (`PyGILState_GetThisThreadState()`) is not consulted:
-//! it holds one state per thread, so a thread attached with a second state
-//! of its own (another interpreter's first) would be refused, and a state
-//! deleted from another thread leaves its address there, where a new state
-//! can reuse it.
+//! - `PyGILState_GetThisThreadState()`, the *slot*: the first state made on
+//!   (or by) this thread, bound to it by the GILState API. A state deleted
+//!   from another thread leaves its address there, where a new one can
+//!   reuse it.
+//! - `tstate->thread_id`: `pthread_self()` of the thread that made the state
+//!   (threading's threads overwrite it with their own as they start,
+//!   `thread_run` in `Modules/_threadmodule.c`).
+//!
+//! The caller holds the main GIL when the holder is a main-interpreter state
+//! it made itself and either
+//! - the holder is its slot (threading's threads, `PyGILState_Ensure`,
+//!   `PyThreadState_New` on a thread with no state, the main thread), or
+//! - its slot is another interpreter's state and the holder is a second
+//!   state it made on itself for the main interpreter (several interpreters
+//!   on one thread, which CPython allows).
+//!
+//! That refuses what CPython's debug build refuses (a second state in the
+//! interpreter of the thread's bound state) and states made by a thread with
+//! a live state of its own for another thread to attach. What it cannot
+//! tell: a state made with `PyThreadState_New` by a thread whose slot is
+//! empty (or stale: its own state deleted from another thread), then
+//! attached by another thread. No field of a 3.11 state records who
+//! attached it, so that maker is taken for the holder; pyalloc's rule
+//! (crate docs, `pyalloc.h`, README) forbids the pattern. A holder in a
+//! subinterpreter counts as attached to none: 3.11 has one obmalloc, so
+//! queueing a block for the main interpreter is always sound there, and
+//! CPython itself attaches a subinterpreter's head state from any thread
+//! (`_xxsubinterpreters`).
 
 use core::ffi::{c_int, c_ulong, c_void};
+use core::ptr::addr_of;
 
 use pyo3_ffi::{PyInterpreterState, PyThreadState};
 
@@ -30,6 +44,7 @@ use super::main_gil::GilWords;
 
 extern "C" {
     fn _PyThreadState_UncheckedGet() -> *mut PyThreadState;
+    fn PyGILState_GetThisThreadState() -> *mut PyThreadState;
     #[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
     fn pthread_self() -> c_ulong;
 }
@@ -91,7 +106,8 @@ fn this_thread() -> c_ulong {
     unsafe { pthread_self() }
 }
 
-/// The thread state the calling thread holds the GIL with, or NULL.
+/// The main-interpreter thread state the calling thread holds the GIL with,
+/// or NULL (also when it holds a subinterpreter's).
 #[inline]
 pub(super) fn thread_state() -> *mut PyThreadState {
     // SAFETY: an atomic read of the runtime's current thread state; needs
@@ -100,26 +116,56 @@ pub(super) fn thread_state() -> *mut PyThreadState {
     if holder.is_null() {
         return core::ptr::null_mut();
     }
-    // SAFETY: `holder` was the GIL holder's state a moment ago, a
-    // `PyMem_RawCalloc` block of a few hundred bytes that CPython frees only
-    // after it stops being the holder. If the caller holds the GIL, it is the
-    // caller's own attached state and stays alive and unchanged. Otherwise its
-    // thread may have released the GIL and deleted it since: the read is
-    // volatile (no assumption is drawn from it), the block is still mapped
-    // (no allocator unmaps a freed block that small; pymalloc never serves
-    // the raw domain), and it holds the id of the thread that made it or of
-    // whichever thread made a state there since, never the caller's, which
-    // is inside this function and makes none.
-    let creator =
-        unsafe { core::ptr::addr_of!((*holder.cast::<ThreadState311>()).thread_id).read_volatile() };
-    // The holder is re-read: while the caller holds the GIL nobody else can
-    // change it, so a holder that changed in between was not the caller's.
-    // SAFETY: as above.
-    if creator == this_thread() && unsafe { _PyThreadState_UncheckedGet() } == holder {
+    // SAFETY: reads a TSS key, NULL before the GILState API is initialised;
+    // needs neither the GIL nor an initialised interpreter.
+    let slot = unsafe { PyGILState_GetThisThreadState() };
+    let main = super::main_interpreter();
+    if holder != slot {
+        // Only a thread whose bound state is another interpreter's may hold
+        // the main GIL with a second state of its own.
+        // SAFETY: the slot is this thread's own bound state; only a thread
+        // breaking pyalloc's rule deletes it from elsewhere, and then the
+        // read is of a small RawMalloc block, still mapped (see below).
+        if slot.is_null() || unsafe { field(slot, |state| addr_of!((*state).interp)) } == main.cast() {
+            return core::ptr::null_mut();
+        }
+    }
+    // SAFETY: `holder` was the GIL holder a moment ago. If the caller holds
+    // the GIL, it is the caller's own attached state, alive and unchanged.
+    // Otherwise it is another thread's, which may release the GIL and delete
+    // it meanwhile (read only here: the holder is the caller's slot, or the
+    // caller's slot is a subinterpreter's), so the reads are volatile and
+    // nothing is concluded from them until the holder is read again: a
+    // false "yes" would need its block freed, reused for data that holds
+    // the caller's `pthread_self()` at `thread_id` and the main interpreter
+    // at `interp`, and a new state attached at the same address, between
+    // two loads.
+    let (interp, creator) = unsafe {
+        (
+            field(holder, |state| addr_of!((*state).interp)),
+            field(holder, |state| addr_of!((*state).thread_id)),
+        )
+    };
+    // While the caller holds the GIL nobody else changes the holder, so a
+    // holder that changed in between was not the caller's.
+    // SAFETY: as the first read.
+    if interp == main.cast() && creator == this_thread() && unsafe { _PyThreadState_UncheckedGet() } == holder
+    {
         holder
     } else {
         core::ptr::null_mut()
     }
+}
+
+/// A volatile read of one field of a 3.11 thread state.
+///
+/// # Safety
+/// `state` points to memory readable for a `ThreadState311` (a live state,
+/// or the mapped block of one just freed).
+#[inline]
+unsafe fn field<T: Copy>(state: *mut PyThreadState, place: impl Fn(*const ThreadState311) -> *const T) -> T {
+    // SAFETY: as the caller promises; the field lies inside the struct.
+    unsafe { place(state.cast::<ThreadState311>()).read_volatile() }
 }
 
 extern "C" {
