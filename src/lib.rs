@@ -60,7 +60,10 @@ pub use crate::demo::{pyalloc_demo_consume, pyalloc_demo_hex, pyalloc_demo_paral
 pub use crate::ownership::{into_pymem, vec_from_pymem, PyMemBlock};
 pub use crate::stats::Stats;
 #[cfg(feature = "testing")]
-pub use crate::testing::{pyalloc_testing_layout, pyalloc_testing_main_gil, pyalloc_testing_set_pause};
+pub use crate::testing::{
+    pyalloc_testing_counter_blocks, pyalloc_testing_layout, pyalloc_testing_main_gil,
+    pyalloc_testing_set_pause,
+};
 
 /// A snapshot of this copy of pyalloc's counters, summed over all threads.
 pub fn stats() -> Stats {

@@ -219,3 +219,16 @@ pub(crate) fn snapshot() -> Stats {
         invalid_pointers: INVALID_POINTERS.load(Relaxed),
     }
 }
+
+/// How many counter blocks are claimed by threads, and how many exist.
+#[cfg(feature = "testing")]
+pub(crate) fn counter_blocks() -> (usize, usize) {
+    let (mut in_use, mut total) = (0, 0);
+    let mut cursor = BLOCKS.load(Acquire);
+    while let Some(block) = block_ref(cursor) {
+        total += 1;
+        in_use += usize::from(block.in_use.load(Relaxed));
+        cursor = block.next.load(Relaxed);
+    }
+    (in_use, total)
+}
