@@ -2,7 +2,12 @@
  * of mimalloc are gone: a pthread key made after all of them has its
  * destructor run last, and it allocates, grows and frees blocks of every
  * size class (its spare slot gone, pyalloc must go straight to mimalloc,
- * whose thread heap starts anew). */
+ * whose thread heap starts anew).
+ *
+ * And nothing kept once a thread has exited, when its pyalloc calls run in
+ * pthread-key destructors (after Rust's thread-local destructors): a
+ * per-thread scratch buffer released there is given back (resident memory
+ * bounded), and the thread's counter block is recycled. */
 #include "harness.h"
 
 #include <stdatomic.h>
@@ -55,8 +60,129 @@ static void allocation_in_late_thread_exit_destructors(void) {
     CHECK(after.private_allocs - before.private_allocs == after.private_frees - before.private_frees);
 }
 
-int main(void) {
+/* Resident memory from /proc/self/statm. */
+static size_t resident_bytes(void) {
+    FILE *statm = fopen("/proc/self/statm", "r");
+    CHECK(statm != NULL);
+    unsigned long size = 0, resident = 0;
+    CHECK(fscanf(statm, "%lu %lu", &size, &resident) == 2);
+    fclose(statm);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+enum { SCRATCH_THREADS = 32, SCRATCH_BYTES = 8u << 20 };
+/* Without the fix each thread keeps its buffer: 32 x 8 MiB = 256 MiB. */
+static const size_t SCRATCH_GROWTH_LIMIT = 64u << 20;
+
+static pthread_key_t scratch_key;
+
+static uint8_t *scratch_buffer(void) {
+    uint8_t *block = pyalloc_malloc(SCRATCH_BYTES);
+    CHECK(block != NULL && !pyalloc_is_pymem(block));
+    memset(block, 0x5a, SCRATCH_BYTES);
+    return block;
+}
+
+/* An ordinary per-thread scratch buffer, released by its key's destructor. */
+static void release_scratch(void *block) {
+    pyalloc_free(block);
+}
+
+static void *scratch_owner(void *unused) {
+    (void)unused;
+    CHECK(pthread_setspecific(scratch_key, scratch_buffer()) == 0);
+    return NULL;
+}
+
+/* A thread whose every pyalloc call runs in a key destructor. */
+static void scratch_at_exit(void *unused) {
+    (void)unused;
+    pyalloc_free(scratch_buffer());
+}
+
+static void *scratch_late(void *unused) {
+    (void)unused;
+    CHECK(pthread_setspecific(scratch_key, (void *)1) == 0);
+    return NULL;
+}
+
+static void threads_one_after_another(int count, void *(*body)(void *)) {
+    for (int i = 0; i < count; i++) {
+        run_on_plain_thread(body, NULL);
+    }
+}
+
+static void scratch_released_in_key_destructor_is_given_back(void) {
+    CHECK(pthread_key_create(&scratch_key, release_scratch) == 0);
+    threads_one_after_another(2, scratch_owner); /* warm up */
+    size_t before = resident_bytes();
+    threads_one_after_another(SCRATCH_THREADS, scratch_owner);
+    size_t growth = resident_bytes() - before;
+    printf("  %d threads freeing %u MiB in a key destructor: RSS +%zu MiB\n",
+           SCRATCH_THREADS, SCRATCH_BYTES >> 20, growth >> 20);
+    CHECK(growth < SCRATCH_GROWTH_LIMIT);
+    CHECK(pthread_key_delete(scratch_key) == 0);
+}
+
+static void first_calls_in_key_destructor_keep_nothing(void) {
+    CHECK(pthread_key_create(&scratch_key, scratch_at_exit) == 0);
+    threads_one_after_another(2, scratch_late);
+    size_t before = resident_bytes();
+    threads_one_after_another(SCRATCH_THREADS, scratch_late);
+    size_t growth = resident_bytes() - before;
+    printf("  %d threads whose only calls (%u MiB) run in a key destructor: RSS +%zu MiB\n",
+           SCRATCH_THREADS, SCRATCH_BYTES >> 20, growth >> 20);
+    CHECK(growth < SCRATCH_GROWTH_LIMIT);
+    CHECK(pthread_key_delete(scratch_key) == 0);
+}
+
+enum { COUNTING_THREADS = 2000 };
+
+static pthread_key_t counting_key;
+
+static void count_at_exit(void *unused) {
+    (void)unused;
+    pyalloc_free(pyalloc_malloc(64));
+}
+
+static void *counting_late(void *unused) {
+    (void)unused;
+    CHECK(pthread_setspecific(counting_key, (void *)1) == 0);
+    return NULL;
+}
+
+/* Without the fix every thread leaves one counter block claimed: 2000 more
+ * blocks for pyalloc_stats_get to walk. */
+static void counter_blocks_of_exited_threads_are_recycled(void) {
+    CHECK(pthread_key_create(&counting_key, count_at_exit) == 0);
+    size_t in_use_before = 0, total_before = 0, in_use = 0, total = 0;
+    pyalloc_testing_counter_blocks(&in_use_before, &total_before);
+    pyalloc_stats before = stats_now();
+    threads_one_after_another(COUNTING_THREADS, counting_late);
+    pyalloc_stats after = stats_now();
+    pyalloc_testing_counter_blocks(&in_use, &total);
+    printf("  %d threads counting in a key destructor: counter blocks in use %zu -> %zu, all %zu -> %zu\n",
+           COUNTING_THREADS, in_use_before, in_use, total_before, total);
+    CHECK(after.private_allocs - before.private_allocs >= COUNTING_THREADS);
+    CHECK(after.private_frees - before.private_frees >= COUNTING_THREADS);
+    CHECK(in_use <= in_use_before + 1);
+    CHECK(total <= total_before + 2);
+    CHECK(pthread_key_delete(counting_key) == 0);
+}
+
+/* One case alone when named on the command line (each one's own process). */
+#define RUN_SELECTED(case_fn)                                   \
+    do {                                                        \
+        if (argc < 2 || strcmp(argv[1], #case_fn) == 0) {       \
+            RUN(case_fn);                                       \
+        }                                                       \
+    } while (0)
+
+int main(int argc, char **argv) {
     /* No interpreter: every block is private. */
-    RUN(allocation_in_late_thread_exit_destructors);
+    RUN_SELECTED(allocation_in_late_thread_exit_destructors);
+    RUN_SELECTED(scratch_released_in_key_destructor_is_given_back);
+    RUN_SELECTED(first_calls_in_key_destructor_keep_nothing);
+    RUN_SELECTED(counter_blocks_of_exited_threads_are_recycled);
     return 0;
 }

@@ -29,7 +29,7 @@
 //! The modules, top down: the faces (`alloc`, `capi`, `ownership`, `demo`);
 //! the family choice (`family`, and `overaligned` on top of it); the two
 //! heaps (`pymem` with the `deferred` queue, and `private`); the CPython
-//! version shims (`cpython`); and the plumbing (`stats`, `sys`, `testing`).
+//! version shims (`cpython`); and the plumbing (`stats`, `sys`, `testing`, `thread_exit`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
@@ -49,6 +49,7 @@ mod pymem;
 mod stats;
 mod sys;
 mod testing;
+mod thread_exit;
 
 pub use crate::alloc::{is_global_allocator, PyAlloc};
 pub use crate::capi::{

@@ -43,6 +43,9 @@ use core::sync::atomic::{AtomicUsize, Ordering::Acquire, Ordering::Release};
 use crate::stats::{self, Hot};
 use crate::sys;
 
+#[cfg(feature = "mimalloc")]
+pub(crate) use thread_cache::thread_exits;
+
 /// The bytes a backend block holds beyond the user's: the two words and up
 /// to 16 bytes to reach 16 mod 32.
 const SLACK: usize = 32;

@@ -10,7 +10,8 @@
 //! metadata is rebuilt each time). A thread that frees and then allocates the
 //! same sizes, one at a time or in batches, would pay it again and again; the
 //! cache hands the blocks back instead. A thread's cache is emptied into
-//! mimalloc when the thread exits.
+//! mimalloc when the thread exits (`thread_exit.rs`), and from then on it
+//! keeps nothing.
 
 use core::cell::Cell;
 use core::ptr;
@@ -37,18 +38,12 @@ thread_local! {
     static HEADS: [Cell<*mut Entry>; CLASSES] = const { [const { Cell::new(ptr::null_mut()) }; CLASSES] };
     /// The bytes this thread keeps, or `GONE`.
     static HELD: Cell<usize> = const { Cell::new(0) };
-    /// Empties the cache when the thread exits; touched when the thread
-    /// first keeps a block (a destructor is registered on first use).
-    static GUARD: Guard = const { Guard };
 }
 
-struct Guard;
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        HELD.with(|held| held.set(GONE));
-        empty();
-    }
+/// The thread is exiting (`thread_exit.rs`): empties the cache, for good.
+pub(crate) fn thread_exits() {
+    HELD.with(|held| held.set(GONE));
+    empty();
 }
 
 /// Frees every block the thread keeps into mimalloc.
@@ -118,7 +113,7 @@ pub(super) unsafe fn keep(block: *mut u8, capacity: usize) -> bool {
         empty();
         held = 0;
     }
-    if held == 0 && GUARD.try_with(|_| ()).is_err() {
+    if held == 0 && !crate::thread_exit::watched() {
         return false;
     }
     HEADS.with(|heads| {
