@@ -1,7 +1,7 @@
 //! Each thread's cache of private blocks it freed, in front of mimalloc:
 //! power-of-two size classes, each a list threaded through the free blocks
 //! themselves. A thread keeps at most `BUDGET` bytes, or one block of up to
-//! `LARGEST`; a block that does not fit empties the cache first (the thread
+//! `LARGEST` (1 MiB of user bytes); a block that does not fit empties the cache first (the thread
 //! has moved on to other sizes).
 //!
 //! mimalloc 2 retires a page that becomes empty, and gives its pages back to
@@ -18,8 +18,10 @@ use core::ptr;
 
 /// The most bytes a thread keeps in several blocks.
 const BUDGET: usize = 1 << 20;
-/// The largest block a thread keeps (alone).
-const LARGEST: usize = 16 << 20;
+/// The largest block a thread keeps (alone): 1 MiB of user bytes and the
+/// block's 32 bytes of mark. Larger private blocks are mappings of their own
+/// (`mapped.rs`), never cached.
+const LARGEST: usize = super::LARGE;
 /// Classes: blocks of (2^(k-1), 2^k] bytes, for k up to `CLASSES - 1`.
 const CLASSES: usize = 25;
 /// `HELD` once the thread's locals are being torn down: keep nothing more.
