@@ -71,6 +71,12 @@ static size_t resident_bytes(void) {
     return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* How much resident memory grew since `before` (0 if it shrank). */
+static size_t growth_since(size_t before) {
+    size_t now = resident_bytes();
+    return now > before ? now - before : 0;
+}
+
 enum { SCRATCH_THREADS = 32, SCRATCH_BYTES = 8u << 20 };
 /* Without the fix each thread keeps its buffer: 32 x 8 MiB = 256 MiB. */
 static const size_t SCRATCH_GROWTH_LIMIT = 64u << 20;
@@ -118,7 +124,7 @@ static void scratch_released_in_key_destructor_is_given_back(void) {
     threads_one_after_another(2, scratch_owner); /* warm up */
     size_t before = resident_bytes();
     threads_one_after_another(SCRATCH_THREADS, scratch_owner);
-    size_t growth = resident_bytes() - before;
+    size_t growth = growth_since(before);
     printf("  %d threads freeing %u MiB in a key destructor: RSS +%zu MiB\n",
            SCRATCH_THREADS, SCRATCH_BYTES >> 20, growth >> 20);
     CHECK(growth < SCRATCH_GROWTH_LIMIT);
@@ -130,7 +136,7 @@ static void first_calls_in_key_destructor_keep_nothing(void) {
     threads_one_after_another(2, scratch_late);
     size_t before = resident_bytes();
     threads_one_after_another(SCRATCH_THREADS, scratch_late);
-    size_t growth = resident_bytes() - before;
+    size_t growth = growth_since(before);
     printf("  %d threads whose only calls (%u MiB) run in a key destructor: RSS +%zu MiB\n",
            SCRATCH_THREADS, SCRATCH_BYTES >> 20, growth >> 20);
     CHECK(growth < SCRATCH_GROWTH_LIMIT);
@@ -188,7 +194,8 @@ static void *burst_then_idle(void *unused) {
 /* Threads that allocate, write and free one 12 MiB block and then sit idle
  * (a worker pool between jobs) keep at most 1 MiB each. Without it each
  * kept its block (8 x 12 MiB). With PYALLOC_PRIVATE_HEAP=system the private
- * heap is glibc, which keeps what it keeps: measured, not checked. */
+ * heap is the system allocator, which keeps what it keeps: measured, not
+ * checked. */
 static void idle_threads_keep_at_most_1_mib(void) {
     const char *heap = getenv("PYALLOC_PRIVATE_HEAP");
     int system_heap = heap != NULL && strcmp(heap, "system") == 0;
@@ -200,13 +207,13 @@ static void idle_threads_keep_at_most_1_mib(void) {
         CHECK(pthread_create(&threads[i], NULL, burst_then_idle, NULL) == 0);
     }
     pthread_barrier_wait(&idle_ready);
-    size_t growth = resident_bytes() - before;
+    size_t growth = growth_since(before);
     pthread_barrier_wait(&idle_release);
     for (int i = 0; i < IDLE_THREADS; i++) {
         CHECK(pthread_join(threads[i], NULL) == 0);
     }
     printf("  %d idle threads after a %u MiB block each: RSS +%zu KiB%s\n", IDLE_THREADS,
-           IDLE_BLOCK >> 20, growth >> 10, system_heap ? " (glibc: not checked)" : "");
+           IDLE_BLOCK >> 20, growth >> 10, system_heap ? " (system heap: not checked)" : "");
     if (!system_heap) {
         CHECK(growth <= (size_t)IDLE_THREADS << 20);
     }
