@@ -112,7 +112,7 @@ fn set_up() -> usize {
 fn backend_allocate(total: usize, zeroed: bool) -> (*mut u8, usize) {
     if !mimalloc::bypassed() {
         if total > LARGE {
-            return (mapped::allocate(total), MAPPED_BLOCK);
+            return (mapped::allocate(total, zeroed), MAPPED_BLOCK);
         }
         return (mimalloc::allocate(total, zeroed), 0);
     }
@@ -368,7 +368,7 @@ impl PrivateBlock {
     #[cold]
     unsafe fn grow_out_of_mimalloc(self, old_size: Option<usize>, new_size: usize, total: usize) -> *mut u8 {
         let cookie = cookie();
-        let start = mapped::allocate(total);
+        let start = mapped::allocate(total, false);
         if start.is_null() {
             return ptr::null_mut();
         }
