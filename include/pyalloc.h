@@ -259,6 +259,15 @@ void pyalloc_testing_layout(size_t *interp, size_t *thread_id);
 void pyalloc_testing_main_gil(const int **locked, uint64_t *answered);
 #endif
 
+#if defined(PYALLOC_TESTING)
+// Writes how many of this copy's per-thread counter blocks are claimed
+// by a thread, and how many exist (the list `pyalloc_stats_get` walks).
+//
+// Safety:
+// Both pointers are writable.
+void pyalloc_testing_counter_blocks(size_t *in_use, size_t *total);
+#endif
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

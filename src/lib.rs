@@ -49,7 +49,7 @@
 //! The modules, top down: the faces (`alloc`, `capi`, `ownership`, `demo`);
 //! the family choice (`family`, and `overaligned` on top of it); the two
 //! heaps (`pymem` with the `deferred` queue, and `private`); the CPython
-//! version shims (`cpython`); and the plumbing (`stats`, `sys`, `testing`).
+//! version shims (`cpython`); and the plumbing (`stats`, `sys`, `testing`, `thread_exit`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
@@ -69,6 +69,7 @@ mod pymem;
 mod stats;
 mod sys;
 mod testing;
+mod thread_exit;
 
 pub use crate::alloc::{is_global_allocator, PyAlloc};
 pub use crate::capi::{
@@ -80,7 +81,10 @@ pub use crate::demo::{pyalloc_demo_consume, pyalloc_demo_hex, pyalloc_demo_paral
 pub use crate::ownership::{into_pymem, vec_from_pymem, PyMemBlock};
 pub use crate::stats::Stats;
 #[cfg(feature = "testing")]
-pub use crate::testing::{pyalloc_testing_layout, pyalloc_testing_main_gil, pyalloc_testing_set_pause};
+pub use crate::testing::{
+    pyalloc_testing_counter_blocks, pyalloc_testing_layout, pyalloc_testing_main_gil,
+    pyalloc_testing_set_pause,
+};
 
 /// A snapshot of this copy of pyalloc's counters, summed over all threads.
 pub fn stats() -> Stats {

@@ -2,8 +2,9 @@
 //!
 //! Each thread owns a `CounterBlock` from a global, never-freed list: only the
 //! owner writes it (a relaxed load and store, no locked instruction), any
-//! thread may sum all blocks. A block is recycled when its thread exits, with
-//! its counts kept, so the list is as long as the most threads ever alive at
+//! thread may sum all blocks. A block is recycled when its thread exits
+//! (`thread_exit.rs`, whatever the thread's first call was and wherever it
+//! ran), with its counts kept, so the list is as long as the most threads ever alive at
 //! once. Rare events (deferrals, copies) use global atomics.
 
 use core::cell::Cell;
@@ -95,25 +96,19 @@ static SHARED: CounterBlock = CounterBlock::new(true);
 
 thread_local! {
     /// This thread's block: NULL until its first count, `&SHARED` once the
-    /// thread's locals are being torn down. No destructor, so reading it is a
-    /// plain thread-local access and it stays readable to the very end.
+    /// thread is exiting (or could not be watched, or had no memory for a
+    /// block). No destructor, so reading it is a plain thread-local access
+    /// and it stays readable to the very end.
     static BLOCK: Cell<*const CounterBlock> = const { Cell::new(ptr::null()) };
-    /// Gives the block back when the thread exits; touched only when a block
-    /// is claimed (a destructor is registered on first use).
-    static OWNER: Owner = const { Owner };
 }
 
-/// The thread's claim on its block.
-struct Owner;
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        // From here on this thread counts in SHARED (atomically): its block
-        // may go to another thread.
-        let block = BLOCK.with(|block| block.replace(&SHARED));
-        if let Some(block) = block_ref(block) {
-            block.in_use.store(false, Release);
-        }
+/// The thread is exiting (`thread_exit.rs`): it gives its block back, with
+/// its counts kept, and counts in SHARED (atomically) from here on, since the
+/// block may go to another thread.
+pub(crate) fn thread_exits() {
+    let block = BLOCK.with(|block| block.replace(&SHARED));
+    if let Some(block) = block_ref(block).filter(|block| !ptr::eq(*block, &SHARED)) {
+        block.in_use.store(false, Release);
     }
 }
 
@@ -140,20 +135,18 @@ pub(crate) fn bump(counter: Hot) {
     }
 }
 
-/// The thread's first count: claims a block (or counts in SHARED when there
-/// is no memory for one, or the thread is already exiting).
+/// The thread's first count: claims a block for as long as the thread lives
+/// (or counts in SHARED from here on when it cannot be watched to its exit,
+/// or there is no memory for a block).
 #[cold]
 fn bump_first(counter: Hot) {
-    let claimed = OWNER.try_with(|_| ()).is_ok()
-        && claim_block().is_some_and(|block| {
-            BLOCK.with(|slot| slot.set(block));
-            true
-        });
-    if claimed {
-        bump(counter);
+    let block = if crate::thread_exit::watched() {
+        claim_block().unwrap_or(&SHARED)
     } else {
-        SHARED.counts[counter as usize].fetch_add(1, Relaxed);
-    }
+        &SHARED
+    };
+    BLOCK.with(|slot| slot.set(block));
+    bump(counter);
 }
 
 /// Takes a free block from the list, or makes one with the system allocator
@@ -225,4 +218,17 @@ pub(crate) fn snapshot() -> Stats {
         invalid_pointers: INVALID_POINTERS.load(Relaxed),
         deferred_unstarted: DEFERRED_UNSTARTED.load(Relaxed),
     }
+}
+
+/// How many counter blocks are claimed by threads, and how many exist.
+#[cfg(feature = "testing")]
+pub(crate) fn counter_blocks() -> (usize, usize) {
+    let (mut in_use, mut total) = (0, 0);
+    let mut cursor = BLOCKS.load(Acquire);
+    while let Some(block) = block_ref(cursor) {
+        total += 1;
+        in_use += usize::from(block.in_use.load(Relaxed));
+        cursor = block.next.load(Relaxed);
+    }
+    (in_use, total)
 }

@@ -57,6 +57,21 @@ mod hooks {
         }
     }
 
+    /// Writes how many of this copy's per-thread counter blocks are claimed
+    /// by a thread, and how many exist (the list `pyalloc_stats_get` walks).
+    ///
+    /// # Safety
+    /// Both pointers are writable.
+    #[no_mangle]
+    pub unsafe extern "C" fn pyalloc_testing_counter_blocks(in_use: *mut usize, total: *mut usize) {
+        let (claimed, all) = crate::stats::counter_blocks();
+        // SAFETY: as the caller promises.
+        unsafe {
+            in_use.write(claimed);
+            total.write(all);
+        }
+    }
+
     pub(crate) fn pause_point() {
         let raw = PAUSE.load(Acquire);
         if !raw.is_null() {
@@ -69,7 +84,10 @@ mod hooks {
 }
 
 #[cfg(feature = "testing")]
-pub use hooks::{pyalloc_testing_layout, pyalloc_testing_main_gil, pyalloc_testing_set_pause};
+pub use hooks::{
+    pyalloc_testing_counter_blocks, pyalloc_testing_layout, pyalloc_testing_main_gil,
+    pyalloc_testing_set_pause,
+};
 
 #[cfg(feature = "testing")]
 pub(crate) use hooks::pause_point;

@@ -492,8 +492,13 @@ fn unloaded_copy() {
     }
 }
 
-/// Allocation in thread-exit destructors that run after mimalloc's own.
+/// Allocation in thread-exit destructors that run after mimalloc's own, and
+/// nothing kept by threads whose pyalloc calls run in key destructors, with
+/// either private heap.
 #[test]
 fn thread_exit() {
     Run::new("thread_exit").run();
+    Run::new("thread_exit")
+        .env("PYALLOC_PRIVATE_HEAP", "system")
+        .run();
 }

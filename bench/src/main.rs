@@ -5,7 +5,8 @@
 //! targets, and writes everything as JSON for `bench/report.py`.
 //!
 //! `pyalloc-bench [--quick] [--json PATH] [--case N]` (`--case` runs one
-//! case, to profile it); `scripts/bench.sh` runs it for
+//! case, to profile it; case 7 runs this binary again as
+//! `--burst-child ALLOCATOR`, one child process per sample); `scripts/bench.sh` runs it for
 //! every CPython it reports on. Timing never fails the program: a missed
 //! target is printed as missed. It fails only when a case goes wrong (a NULL,
 //! a hand-off that copied).
@@ -41,7 +42,12 @@ fn main() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--json" => json_path = Some(args.next().expect("--json takes a path")),
-            "--case" => only = Some(args.next().expect("--case takes a case number, 1 to 6")),
+            "--case" => only = Some(args.next().expect("--case takes a case number, 1 to 7")),
+            "--burst-child" => {
+                // No interpreter: the burst's threads are plain threads.
+                cases::burst_child(&args.next().expect("--burst-child takes an allocator"));
+                return;
+            }
             other => {
                 eprintln!(
                     "usage: pyalloc-bench [--quick] [--json PATH] [--case N] (unknown argument {other:?})"
@@ -75,6 +81,7 @@ fn main() {
         |plan| vec![cases::threads(plan)],
         |plan| vec![cases::json(plan)],
         |plan| vec![cases::hand_off(plan)],
+        |plan| vec![cases::burst(plan)],
     ]) {
         if only.as_ref().is_some_and(|only| *only != number.to_string()) {
             continue;
@@ -234,6 +241,31 @@ fn gil_less_targets(tables: &[Table], targets: &mut Vec<Target>) {
     }
 }
 
+/// Idle memory after case 7's burst: pyalloc's private heap gains no more
+/// than glibc's median in the same run, and an idle thread keeps at most
+/// 1 MiB.
+fn burst_targets(tables: &[Table], targets: &mut Vec<Target>) {
+    let burst = find(tables, "burst");
+    let row = cases::burst_rows::IDLE;
+    let pyalloc = burst.value(row, "pyalloc (no GIL)").expect("pyalloc column");
+    let system = burst.value(row, "system").expect("system column");
+    targets.push(Target {
+        name: "case 7 burst, threads idle: pyalloc / system (resident memory gained)".into(),
+        measured: pyalloc / system,
+        limit: "<= 1.0",
+        met: pyalloc <= system,
+        detail: format!("{pyalloc:.1} MiB against {system:.1} MiB"),
+    });
+    let per_thread = pyalloc / cases::burst_rows::THREADS as f64;
+    targets.push(Target {
+        name: "case 7 burst, threads idle: MiB kept per idle thread by pyalloc".into(),
+        measured: per_thread,
+        limit: "<= 1.0",
+        met: per_thread <= 1.0,
+        detail: String::new(),
+    });
+}
+
 fn targets(tables: &[Table]) -> Vec<Target> {
     let small = |label: &str| label.ends_with(" B");
     let mut targets = Vec::new();
@@ -278,6 +310,7 @@ fn targets(tables: &[Table]) -> Vec<Target> {
         met: json_ratio <= 1.0,
         detail: String::new(),
     });
+    burst_targets(tables, &mut targets);
     let hand_off = find(tables, "hand-off");
     let (slowest, at) = hand_off
         .rows

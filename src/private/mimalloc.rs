@@ -106,6 +106,15 @@ pub(super) unsafe fn release(start: *mut u8, total: Option<usize>) {
     }
 }
 
+/// The bytes a live block can hold.
+///
+/// # Safety
+/// `block` is a live mimalloc block.
+pub(super) unsafe fn usable_size(block: *mut u8) -> usize {
+    // SAFETY: as the caller promises.
+    unsafe { mi_usable_size(block.cast()) }
+}
+
 /// `mi_free`.
 ///
 /// # Safety

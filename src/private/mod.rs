@@ -28,6 +28,7 @@
 //! cross-copy ABI, version 1: later releases must keep them.
 
 mod cookie;
+mod mapped;
 #[cfg(feature = "mimalloc")]
 mod mimalloc;
 #[cfg(not(feature = "mimalloc"))]
@@ -43,13 +44,22 @@ use core::sync::atomic::{AtomicUsize, Ordering::Acquire, Ordering::Release};
 use crate::stats::{self, Hot};
 use crate::sys;
 
+#[cfg(feature = "mimalloc")]
+pub(crate) use thread_cache::thread_exits;
+
 /// The bytes a backend block holds beyond the user's: the two words and up
 /// to 16 bytes to reach 16 mod 32.
 const SLACK: usize = 32;
 /// Owner-word flags (this copy's own): the backend block starts 32 bytes
-/// before the user pointer rather than 16; it is a system allocator block.
+/// before the user pointer rather than 16; it is a system allocator block;
+/// it is a mapping of its own (`mapped.rs`).
 const STARTS_32_BEFORE: usize = 1;
 const SYSTEM_BLOCK: usize = 2;
+const MAPPED_BLOCK: usize = 4;
+const BACKENDS: usize = SYSTEM_BLOCK | MAPPED_BLOCK;
+/// With mimalloc as the backend, blocks above this (1 MiB of user bytes)
+/// are mappings of their own, never cached: unmapped when freed.
+const LARGE: usize = (1 << 20) + SLACK;
 const OWNER_FLAGS: usize = 0xf;
 /// `Owner::magic` of ABI version 1: "pyalloc\x01".
 const OWNER_MAGIC: u64 = u64::from_le_bytes(*b"pyalloc\x01");
@@ -101,6 +111,9 @@ fn set_up() -> usize {
 #[inline]
 fn backend_allocate(total: usize, zeroed: bool) -> (*mut u8, usize) {
     if !mimalloc::bypassed() {
+        if total > LARGE {
+            return (mapped::allocate(total, zeroed), MAPPED_BLOCK);
+        }
         return (mimalloc::allocate(total, zeroed), 0);
     }
     (system::allocate(total, zeroed), SYSTEM_BLOCK)
@@ -257,7 +270,7 @@ impl PrivateBlock {
 
     /// The owner-word flag of the backend that made the block.
     fn backend(self) -> usize {
-        self.owner_word & SYSTEM_BLOCK
+        self.owner_word & BACKENDS
     }
 
     /// Clears the check word: freed memory must never keep a valid mark.
@@ -284,10 +297,10 @@ impl PrivateBlock {
                 // SAFETY: this copy's backend block, given up by the caller,
                 // released by the backend that made it.
                 unsafe {
-                    if self.backend() == SYSTEM_BLOCK {
-                        system::release(self.start(), total)
-                    } else {
-                        mimalloc::release(self.start(), total)
+                    match self.backend() {
+                        SYSTEM_BLOCK => system::release(self.start(), total),
+                        MAPPED_BLOCK => mapped::release(self.start()),
+                        _ => mimalloc::release(self.start(), total),
                     }
                 }
                 stats::bump(Hot::PrivateFrees);
@@ -310,16 +323,20 @@ impl PrivateBlock {
         let Some(total) = backend_size(new_size) else {
             return ptr::null_mut();
         };
+        if self.backend() == 0 && total > LARGE {
+            // SAFETY: as the caller promises.
+            return unsafe { self.grow_out_of_mimalloc(old_size, new_size, total) };
+        }
         let old_offset = self.user as usize - self.start() as usize;
         let cookie = cookie();
         self.unmark();
         // SAFETY: this copy's live backend block, resized by the backend
         // that made it.
         let start = unsafe {
-            if self.backend() == SYSTEM_BLOCK {
-                system::resize(self.start(), total)
-            } else {
-                mimalloc::resize(self.start(), total)
+            match self.backend() {
+                SYSTEM_BLOCK => system::resize(self.start(), total),
+                MAPPED_BLOCK => mapped::resize(self.start(), total),
+                _ => mimalloc::resize(self.start(), total),
             }
         };
         if start.is_null() {
@@ -338,6 +355,38 @@ impl PrivateBlock {
         }
         // SAFETY: a live backend block of `total` bytes.
         unsafe { mark(start, self.backend(), cookie) }
+    }
+}
+
+impl PrivateBlock {
+    /// A mimalloc block resized above `LARGE`: moved into a mapping of its
+    /// own (as `allocate` would have made it), its first
+    /// `min(old, new_size)` bytes copied.
+    ///
+    /// # Safety
+    /// As for `resize`: this copy's live mimalloc block.
+    #[cold]
+    unsafe fn grow_out_of_mimalloc(self, old_size: Option<usize>, new_size: usize, total: usize) -> *mut u8 {
+        let cookie = cookie();
+        let start = mapped::allocate(total, false);
+        if start.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: a fresh mapped block of `total` bytes.
+        let user = unsafe { mark(start, MAPPED_BLOCK, cookie) };
+        let old_capacity = self.user as usize - self.start() as usize;
+        // SAFETY: a live mimalloc block; its usable size bounds its user bytes.
+        let old_capacity = unsafe { mimalloc::usable_size(self.start()) } - old_capacity;
+        let kept = old_size.unwrap_or(old_capacity).min(new_size);
+        self.unmark();
+        // SAFETY: `kept` bytes are readable in the old block and writable
+        // in the new one (`kept <= new_size`); the blocks are distinct. The
+        // old block is then given up, as `realloc` does.
+        unsafe {
+            ptr::copy_nonoverlapping(self.user, user, kept);
+            mimalloc::release(self.start(), None);
+        }
+        user
     }
 }
 

@@ -27,6 +27,12 @@ pub(super) unsafe fn release(_start: *mut u8, _total: Option<usize>) {
     unreachable_backend()
 }
 
+/// # Safety
+/// None needed: it never returns.
+pub(super) unsafe fn usable_size(_block: *mut u8) -> usize {
+    unreachable_backend()
+}
+
 #[cold]
 fn unreachable_backend() -> ! {
     sys::fatal(

@@ -1,7 +1,7 @@
 //! Each thread's cache of private blocks it freed, in front of mimalloc:
 //! power-of-two size classes, each a list threaded through the free blocks
 //! themselves. A thread keeps at most `BUDGET` bytes, or one block of up to
-//! `LARGEST`; a block that does not fit empties the cache first (the thread
+//! `LARGEST` (1 MiB of user bytes); a block that does not fit empties the cache first (the thread
 //! has moved on to other sizes).
 //!
 //! mimalloc 2 retires a page that becomes empty, and gives its pages back to
@@ -10,15 +10,18 @@
 //! metadata is rebuilt each time). A thread that frees and then allocates the
 //! same sizes, one at a time or in batches, would pay it again and again; the
 //! cache hands the blocks back instead. A thread's cache is emptied into
-//! mimalloc when the thread exits.
+//! mimalloc when the thread exits (`thread_exit.rs`), and from then on it
+//! keeps nothing.
 
 use core::cell::Cell;
 use core::ptr;
 
 /// The most bytes a thread keeps in several blocks.
 const BUDGET: usize = 1 << 20;
-/// The largest block a thread keeps (alone).
-const LARGEST: usize = 16 << 20;
+/// The largest block a thread keeps (alone): 1 MiB of user bytes and the
+/// block's 32 bytes of mark. Larger private blocks are mappings of their own
+/// (`mapped.rs`), never cached.
+const LARGEST: usize = super::LARGE;
 /// Classes: blocks of (2^(k-1), 2^k] bytes, for k up to `CLASSES - 1`.
 const CLASSES: usize = 25;
 /// `HELD` once the thread's locals are being torn down: keep nothing more.
@@ -37,18 +40,12 @@ thread_local! {
     static HEADS: [Cell<*mut Entry>; CLASSES] = const { [const { Cell::new(ptr::null_mut()) }; CLASSES] };
     /// The bytes this thread keeps, or `GONE`.
     static HELD: Cell<usize> = const { Cell::new(0) };
-    /// Empties the cache when the thread exits; touched when the thread
-    /// first keeps a block (a destructor is registered on first use).
-    static GUARD: Guard = const { Guard };
 }
 
-struct Guard;
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        HELD.with(|held| held.set(GONE));
-        empty();
-    }
+/// The thread is exiting (`thread_exit.rs`): empties the cache, for good.
+pub(crate) fn thread_exits() {
+    HELD.with(|held| held.set(GONE));
+    empty();
 }
 
 /// Frees every block the thread keeps into mimalloc.
@@ -118,7 +115,7 @@ pub(super) unsafe fn keep(block: *mut u8, capacity: usize) -> bool {
         empty();
         held = 0;
     }
-    if held == 0 && GUARD.try_with(|_| ()).is_err() {
+    if held == 0 && !crate::thread_exit::watched() {
         return false;
     }
     HEADS.with(|heads| {

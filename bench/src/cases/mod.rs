@@ -1,6 +1,7 @@
-//! The six cases of the benchmark, a file each. Each returns a table of
+//! The seven cases of the benchmark, a file each. Each returns a table of
 //! medians; `main` turns them into ratios and checks the targets.
 
+mod burst;
 mod growth;
 mod hand_off;
 mod json;
@@ -13,6 +14,12 @@ use std::time::{Duration, Instant};
 use crate::contenders::{with_global, Contender};
 use crate::measure::{interleaved, Rounds};
 
+pub use burst::{burst, child_main as burst_child};
+
+/// Case 7's row labels and thread count, for the targets.
+pub mod burst_rows {
+    pub use super::burst::{IDLE_ROW as IDLE, THREADS};
+}
 pub use growth::vec_growth;
 pub use hand_off::hand_off;
 pub use json::json;
