@@ -136,12 +136,18 @@ static void threads_one_after_another(int count, void *(*body)(void *)) {
     }
 }
 
+/* How much the resident set grows over `count` threads running `body` one
+ * after another, after two to warm up. */
+static size_t resident_growth_over(int count, void *(*body)(void *)) {
+    threads_one_after_another(2, body);
+    size_t before = resident_bytes();
+    threads_one_after_another(count, body);
+    return growth_since(before);
+}
+
 static void scratch_released_in_key_destructor_is_given_back(void) {
     CHECK(pthread_key_create(&scratch_key, release_scratch) == 0);
-    threads_one_after_another(2, scratch_owner); /* warm up */
-    size_t before = resident_bytes();
-    threads_one_after_another(SCRATCH_THREADS, scratch_owner);
-    size_t growth = growth_since(before);
+    size_t growth = resident_growth_over(SCRATCH_THREADS, scratch_owner);
     printf("  %d threads freeing %u MiB in a key destructor: RSS +%zu MiB\n",
            SCRATCH_THREADS, SCRATCH_BYTES >> 20, growth >> 20);
     CHECK(growth < SCRATCH_GROWTH_LIMIT);
@@ -152,10 +158,7 @@ static void scratch_released_in_key_destructor_is_given_back(void) {
  * by the destructor of a key numbered before pyalloc's: without the
  * cache's exit hook each thread kept it (64 x 512 KiB). */
 static void cached_scratch_released_in_key_destructor_is_given_back(void) {
-    threads_one_after_another(2, cached_scratch_owner); /* warm up */
-    size_t before = resident_bytes();
-    threads_one_after_another(CACHED_THREADS, cached_scratch_owner);
-    size_t growth = growth_since(before);
+    size_t growth = resident_growth_over(CACHED_THREADS, cached_scratch_owner);
     printf("  %d threads freeing %u KiB (cached) in a key destructor: RSS +%zu KiB\n",
            CACHED_THREADS, CACHED_BYTES >> 10, growth >> 10);
     CHECK(growth < CACHED_GROWTH_LIMIT);
@@ -163,10 +166,7 @@ static void cached_scratch_released_in_key_destructor_is_given_back(void) {
 
 static void first_calls_in_key_destructor_keep_nothing(void) {
     CHECK(pthread_key_create(&scratch_key, scratch_at_exit) == 0);
-    threads_one_after_another(2, scratch_late);
-    size_t before = resident_bytes();
-    threads_one_after_another(SCRATCH_THREADS, scratch_late);
-    size_t growth = growth_since(before);
+    size_t growth = resident_growth_over(SCRATCH_THREADS, scratch_late);
     printf("  %d threads whose only calls (%u MiB) run in a key destructor: RSS +%zu MiB\n",
            SCRATCH_THREADS, SCRATCH_BYTES >> 20, growth >> 20);
     CHECK(growth < SCRATCH_GROWTH_LIMIT);
