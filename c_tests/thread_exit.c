@@ -328,7 +328,16 @@ int main(int argc, char **argv) {
     RUN_SELECTED(first_calls_in_key_destructor_keep_nothing);
     RUN_SELECTED(counter_blocks_of_exited_threads_are_recycled);
     RUN_SELECTED(first_calls_in_third_destructor_round_keep_nothing);
-    RUN_SELECTED(first_calls_in_last_destructor_round_keep_a_counter_block);
+    /* jemalloc itself breaks when a thread allocates in glibc's last key
+     * destructor round (a later allocation on another thread segfaults
+     * inside jemalloc: 14 of 30 runs of a plain C program, no pyalloc), and
+     * the counter block this case keeps is a malloc block. */
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload != NULL && strstr(preload, "jemalloc") != NULL) {
+        printf("skip first_calls_in_last_destructor_round_keep_a_counter_block: jemalloc preloaded\n");
+    } else {
+        RUN_SELECTED(first_calls_in_last_destructor_round_keep_a_counter_block);
+    }
     RUN_SELECTED(idle_threads_keep_at_most_1_mib);
     return 0;
 }
