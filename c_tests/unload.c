@@ -52,9 +52,44 @@ static void unloaded_copy_survives_finalization(void) {
     CHECK(after.deferred_pending == 0 && after.deferred_orphaned == 1);
 }
 
+/* A module loaded on a thread holding the main GIL (as `import` loads one)
+ * starts its copy's interpreter lifetime from its constructor: C's own
+ * PyMem block released through it on a plain thread is queued and
+ * collected, not left alone as "unstarted". */
+static void *release_through_copy(void *block) {
+    void (*release)(void *) = copy_free;
+    release(block);
+    return NULL;
+}
+
+static void loading_under_the_gil_starts_the_lifetime(void) {
+    const char *dir = getenv("PYALLOC_TEST_PROGRAMS");
+    CHECK(dir != NULL);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/libcopy_01.so", dir);
+    void *library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    CHECK(library != NULL);
+    *(void **)&copy_free = dlsym(library, "copy_free");
+    *(void **)&copy_stats = dlsym(library, "copy_stats");
+    size_t (*copy_collect)(void);
+    *(void **)&copy_collect = dlsym(library, "copy_collect");
+    CHECK(copy_free != NULL && copy_stats != NULL && copy_collect != NULL);
+    void *block = PyMem_Malloc(64);
+    CHECK(block != NULL);
+    Py_BEGIN_ALLOW_THREADS
+    run_on_plain_thread(release_through_copy, block);
+    Py_END_ALLOW_THREADS
+    pyalloc_stats stats = copy_stats();
+    printf("  after the release: pending %llu, unstarted %llu\n", (unsigned long long)stats.deferred_pending,
+           (unsigned long long)stats.deferred_unstarted);
+    CHECK(stats.deferred_unstarted == 0 && stats.deferred_pending == 1);
+    CHECK(copy_collect() == 1);
+}
+
 int main(void) {
     Py_InitializeEx(0);
     printf("python %s\n", Py_GetVersion());
+    RUN(loading_under_the_gil_starts_the_lifetime);
     RUN(unloaded_copy_survives_finalization);
     return 0;
 }

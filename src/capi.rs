@@ -161,6 +161,28 @@ pub extern "C" fn pyalloc_collect() -> usize {
     boundary(0, family::collect)
 }
 
+/// Runs when the object holding this copy is loaded (an ELF constructor).
+/// An extension module is loaded by `import`, on a thread holding the GIL
+/// of the importing interpreter: when that is the main one, this starts the
+/// copy's interpreter lifetime as a first `pyalloc_collect()` would, so
+/// that PyMem blocks released without the GIL from then on are queued, not
+/// left alone. Anywhere else (a program starting, before `Py_Initialize`; an
+/// import into a subinterpreter) it does nothing.
+extern "C" fn start_lifetime_on_load() {
+    boundary(0, family::collect);
+}
+
+/// The constructor's entry in `.init_array`. A static library's member is
+/// linked only when something names it, so the link line names this symbol
+/// (`-Wl,-u,pyalloc_start_lifetime_on_load`: `python/pyalloc/_cargo.py`
+/// prints it with the native flags, the README's link line shows it).
+#[cfg(target_os = "linux")]
+#[used]
+#[no_mangle]
+#[link_section = ".init_array"]
+#[allow(non_upper_case_globals)]
+static pyalloc_start_lifetime_on_load: extern "C" fn() = start_lifetime_on_load;
+
 /// Writes a snapshot of this copy of pyalloc's counters to `*out` (each
 /// extension module that links pyalloc has its own copy and its own
 /// counters). NULL is ignored. Cheap enough to call often; callable from

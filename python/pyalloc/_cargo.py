@@ -95,6 +95,10 @@ def build_static_library(manifest, *, release, target_dir, name, features=(), pa
             conflict = conflict or _ALLOCATOR_CONFLICT in rendered
             if "native-static-libs:" in rendered:
                 native_libs = rendered.split("native-static-libs:", 1)[1].split()
+                if sys.platform.startswith("linux"):
+                    # Links pyalloc's load-time constructor, which no code
+                    # names (src/capi.rs, start_lifetime_on_load).
+                    native_libs.append("-Wl,-u,pyalloc_start_lifetime_on_load")
             elif "Link against the following native artifacts" not in rendered:
                 sys.stderr.write(rendered)
     if process.returncode != 0:
