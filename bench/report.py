@@ -128,7 +128,7 @@ def render_model(runs):
                 verdict = "met" if ratio <= MODEL_LIMIT else "**missed**"
                 out.append(
                     f"| {run['python']} | {row['label']} | {fmt(pyalloc)} | {fmt(model)} | {fmt(direct)} | "
-                    f"{ratio:.2f} ({verdict}) | {pyalloc / direct:.2f} | {model / direct:.2f} |"
+                    f"{ratio:.3f} ({verdict}) | {pyalloc / direct:.2f} | {model / direct:.2f} |"
                 )
     return out
 
