@@ -223,3 +223,9 @@ void pyalloc_bench_c_model_free(void *block) {
         defer(block);
     }
 }
+
+/* For the bench's check of the model (contenders.rs): whether `block` is
+ * marked private. */
+int pyalloc_bench_c_model_is_private(void *block) {
+    return is_private(block);
+}

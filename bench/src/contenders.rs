@@ -37,6 +37,50 @@ unsafe impl GlobalAlloc for PyMemDirect {
 extern "C" {
     fn pyalloc_bench_c_model_malloc(size: usize) -> *mut c_void;
     fn pyalloc_bench_c_model_free(block: *mut c_void);
+    fn pyalloc_bench_c_model_is_private(block: *const c_void) -> std::ffi::c_int;
+}
+
+/// Checks the C model's families once, before case 1 measures it: a block
+/// allocated with the GIL held is a pymem block, one allocated with the GIL
+/// released is private; a pymem block freed without the GIL is deferred and
+/// freed by the next allocation with the GIL (under `PYTHONMALLOC=debug` a
+/// `PyMem_Free` without the GIL there would be fatal). Panics on a wrong
+/// family. The calling thread holds the GIL.
+pub fn check_c_model() {
+    let layout = Layout::from_size_align(64, 8).expect("valid layout");
+    let is_private = |block: *mut u8| {
+        // SAFETY: `block` is a live block of the model.
+        unsafe { pyalloc_bench_c_model_is_private(block.cast()) != 0 }
+    };
+    // SAFETY: a valid layout; the bench thread holds the GIL.
+    let pymem = unsafe { CModel.alloc(layout) };
+    assert!(
+        !pymem.is_null() && !is_private(pymem),
+        "c-model: a GIL-held block is not pymem"
+    );
+    let private = crate::measure::gil_state_for(Contender::PyAllocNoGil, || {
+        // SAFETY: the model may be called without the GIL; `pymem` is its
+        // block (deferred here, as the GIL is released).
+        unsafe {
+            CModel.dealloc(pymem, layout);
+            CModel.alloc(layout)
+        }
+    });
+    assert!(
+        !private.is_null() && is_private(private),
+        "c-model: a GIL-less block is not private"
+    );
+    // SAFETY: with the GIL again: the allocation drains the deferred block;
+    // both blocks are the model's.
+    unsafe {
+        let again = CModel.alloc(layout);
+        assert!(
+            !again.is_null() && !is_private(again),
+            "c-model: a GIL-held block is not pymem"
+        );
+        CModel.dealloc(again, layout);
+        CModel.dealloc(private, layout);
+    }
 }
 
 /// The smallest exact design, in C (`bench/csrc/c_model.c`, issue 17):
