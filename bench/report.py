@@ -66,6 +66,7 @@ def render_markdown(runs):
             detail = f", {t['detail']}" if t["detail"] else ""
             cells.append(f"{fmt(t['measured'])} ({verdict}{detail})")
         out.append(f"| {target['name']} | {target['limit']} | " + " | ".join(cells) + " |")
+    out += render_model(runs)
     for run in runs:
         out += ["", f"## CPython {run['python']}"]
         for table in run["tables"]:
@@ -78,6 +79,58 @@ def render_markdown(runs):
                 case_table(table),
             ]
     return "\n".join(out) + "\n"
+
+
+# Issue 17's target, as bench/src/main.rs judges it: pyalloc's GIL-held pair
+# at most this many times the C model's at every size up to 512 B.
+MODEL_LIMIT = 1.10
+
+
+def column(table, row, name):
+    return row["values"][table["columns"].index(name)]
+
+
+def render_model(runs):
+    """Case 1's GIL-held pair: pyalloc against the C model of the smallest
+    exact design and against bare PyMem, every version, every size up to
+    512 B, with the verdict per size and per version."""
+    out = [
+        "",
+        "## Case 1 with the GIL held: pyalloc against the C model (issue 17)",
+        "",
+        "`c-model` is the smallest exact design in C (`bench/csrc/c_model.c`): one",
+        "public thread-state question per allocation and per free. Target:",
+        f"pyalloc / c-model <= {MODEL_LIMIT:.2f} at every size up to 512 B, on every version",
+        "(judged in batches and one at a time). ns per alloc+free pair (medians of",
+        "the same run).",
+    ]
+    for table_id, mode in [("pairs-batch", "batches"), ("pairs-single", "one at a time")]:
+        out += [
+            "",
+            f"### {mode}",
+            "",
+            "| CPython | size | pyalloc | c-model | pymem-direct | pyalloc / c-model | "
+            "pyalloc / pymem-direct | c-model / pymem-direct |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for run in runs:
+            table = next(t for t in run["tables"] if t["id"] == table_id)
+            if "c-model" not in table["columns"]:
+                out.append(f"| {run['python']} | (no c-model column in this run) | | | | | | |")
+                continue
+            for row in table["rows"]:
+                if not row["label"].endswith(" B"):
+                    continue
+                pyalloc = column(table, row, "pyalloc")
+                model = column(table, row, "c-model")
+                direct = column(table, row, "pymem-direct")
+                ratio = pyalloc / model
+                verdict = "met" if ratio <= MODEL_LIMIT else "**missed**"
+                out.append(
+                    f"| {run['python']} | {row['label']} | {fmt(pyalloc)} | {fmt(model)} | {fmt(direct)} | "
+                    f"{ratio:.3f} ({verdict}) | {pyalloc / direct:.2f} | {model / direct:.2f} |"
+                )
+    return out
 
 
 def render_png(runs, path):
@@ -109,6 +162,7 @@ def render_png(runs, path):
         return value / base
 
     measures = [
+        ("1: 64 B batch\n/ c-model", "pairs-batch", "64 B", "pyalloc", "c-model"),
         ("1: 64 B batch\n/ pymem-direct", "pairs-batch", "64 B", "pyalloc", "pymem-direct"),
         ("1: 64 B batch\n/ system", "pairs-batch", "64 B", "pyalloc", "system"),
         ("2: Vec growth\n/ system", "vec-growth", None, "pyalloc", "system"),

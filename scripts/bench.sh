@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # pyalloc's benchmark: runs bench/ (an embedded interpreter, every contender
-# interleaved in one process) on CPython 3.11, 3.12 and 3.13, then writes
-# bench/results.md and bench/results.png from the runs' JSON.
+# interleaved in one process) on CPython 3.11, 3.12 and 3.13, and on 3.14 and
+# 3.15 inside the Debian testing root (scripts/forky-pythons.sh; made when
+# missing, as scripts/test.sh does), then writes bench/results.md and
+# bench/results.png from the runs' JSON.
 #
-#   scripts/bench.sh           the full run (a few minutes), results in bench/
+#   scripts/bench.sh           the full run (a few minutes per version),
+#                              results in bench/
 #   scripts/bench.sh --quick   seconds, CPython 3.11 only, results in
 #                              target/bench-quick/, no verdicts (the test
 #                              command runs it so that the benchmark keeps
@@ -36,8 +39,24 @@ for minor in "${minors[@]}"; do
         cargo run --quiet --release --manifest-path bench/Cargo.toml -- "${quick[@]}" --json "$json"
     results+=("$json")
 done
+# CPython 3.14 and 3.15 (full run only): forky's binaries need glibc 2.38, so
+# they build and run inside the root, each in a target directory of its own
+# (a build there links against forky's glibc; no host build may share it).
+if [ ${#quick[@]} -eq 0 ]; then
+    forky=(scripts/forky-pythons.sh run -b "$PWD" --)
+    if scripts/forky-pythons.sh ready || scripts/forky-pythons.sh setup; then
+        for minor in 14 15; do
+            json="$out/results-3.${minor}.json"
+            PYO3_PYTHON="/usr/bin/python3.${minor}" CARGO_TARGET_DIR="target/bench/py3${minor}" \
+                "${forky[@]}" cargo run --quiet --release --manifest-path bench/Cargo.toml -- --json "$json"
+            results+=("$json")
+        done
+    else
+        echo "bench: no Debian testing root (scripts/forky-pythons.sh setup failed): CPython 3.14 and 3.15 skipped" >&2
+    fi
+fi
 if [ ${#results[@]} -eq 0 ]; then
-    echo "bench: no CPython 3.11-3.13 to run on" >&2
+    echo "bench: no CPython to run on" >&2
     exit 1
 fi
 

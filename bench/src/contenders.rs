@@ -3,6 +3,7 @@
 //! through Rust's collections).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::ffi::c_void;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use mimalloc::MiMalloc;
@@ -30,6 +31,81 @@ unsafe impl GlobalAlloc for PyMemDirect {
     unsafe fn realloc(&self, block: *mut u8, _: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as in `dealloc`.
         unsafe { ffi::PyMem_Realloc(block.cast(), new_size).cast() }
+    }
+}
+
+extern "C" {
+    fn pyalloc_bench_c_model_malloc(size: usize) -> *mut c_void;
+    fn pyalloc_bench_c_model_free(block: *mut c_void);
+    fn pyalloc_bench_c_model_is_private(block: *const c_void) -> std::ffi::c_int;
+}
+
+/// Checks the C model's families once, before case 1 measures it: a block
+/// allocated with the GIL held is a pymem block, one allocated with the GIL
+/// released is private; a pymem block freed without the GIL is deferred and
+/// freed by the next allocation with the GIL (under `PYTHONMALLOC=debug` a
+/// `PyMem_Free` without the GIL there would be fatal). Panics on a wrong
+/// family. The calling thread holds the GIL.
+pub fn check_c_model() {
+    let layout = Layout::from_size_align(64, 8).expect("valid layout");
+    let is_private = |block: *mut u8| {
+        // SAFETY: `block` is a live block of the model.
+        unsafe { pyalloc_bench_c_model_is_private(block.cast()) != 0 }
+    };
+    // SAFETY: a valid layout; the bench thread holds the GIL.
+    let pymem = unsafe { CModel.alloc(layout) };
+    assert!(
+        !pymem.is_null() && !is_private(pymem),
+        "c-model: a GIL-held block is not pymem"
+    );
+    let private = crate::measure::gil_state_for(Contender::PyAllocNoGil, || {
+        // SAFETY: the model may be called without the GIL; `pymem` is its
+        // block (deferred here, as the GIL is released).
+        unsafe {
+            CModel.dealloc(pymem, layout);
+            CModel.alloc(layout)
+        }
+    });
+    assert!(
+        !private.is_null() && is_private(private),
+        "c-model: a GIL-less block is not private"
+    );
+    // SAFETY: with the GIL again: the allocation drains the deferred block;
+    // both blocks are the model's.
+    unsafe {
+        let again = CModel.alloc(layout);
+        assert!(
+            !again.is_null() && !is_private(again),
+            "c-model: a GIL-held block is not pymem"
+        );
+        CModel.dealloc(again, layout);
+        CModel.dealloc(private, layout);
+    }
+}
+
+/// The smallest exact design, in C (`bench/csrc/c_model.c`, issue 17):
+/// `PyMem_*` under the main GIL, `malloc` elsewhere, one public thread-state
+/// question per allocation and per free of a pymem block, private blocks
+/// marked as pyalloc marks them. The reference for pyalloc's GIL-held path.
+/// Its blocks are 8-aligned at least (PyMem's, under every allocator seen;
+/// private ones are 16-aligned), so larger alignments are refused (NULL);
+/// case 1 asks for 8.
+pub struct CModel;
+
+// SAFETY: the model's calls are sound on any thread at any time (it chooses
+// the family itself); alignments above what it guarantees get NULL.
+unsafe impl GlobalAlloc for CModel {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.align() > 8 {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: callable with any size, on any thread.
+        unsafe { pyalloc_bench_c_model_malloc(layout.size()).cast() }
+    }
+    unsafe fn dealloc(&self, block: *mut u8, _: Layout) {
+        // SAFETY: `block` came from `pyalloc_bench_c_model_malloc` (this
+        // allocator's `alloc`, or the trait's default realloc through it).
+        unsafe { pyalloc_bench_c_model_free(block.cast()) }
     }
 }
 
@@ -66,6 +142,8 @@ pub enum Contender {
     /// allocates still does not).
     PyAllocNoGilBusy,
     PyMemDirect,
+    /// The C model of the smallest exact design, with the GIL held.
+    CModel,
     Naive,
     System,
     Mimalloc,
@@ -78,6 +156,7 @@ impl Contender {
             Contender::PyAllocNoGil => "pyalloc (no GIL)",
             Contender::PyAllocNoGilBusy => "pyalloc (no GIL, GIL busy)",
             Contender::PyMemDirect => "pymem-direct",
+            Contender::CModel => "c-model",
             Contender::Naive => "naive",
             Contender::System => "system",
             Contender::Mimalloc => "mimalloc",
@@ -95,11 +174,12 @@ impl Contender {
     }
 
     /// Every contender, in declaration order (the `repr(u8)` values).
-    pub const ALL: [Contender; 7] = [
+    pub const ALL: [Contender; 8] = [
         Contender::PyAlloc,
         Contender::PyAllocNoGil,
         Contender::PyAllocNoGilBusy,
         Contender::PyMemDirect,
+        Contender::CModel,
         Contender::Naive,
         Contender::System,
         Contender::Mimalloc,
@@ -122,6 +202,7 @@ pub fn run<W: Workload>(contender: Contender, workload: &mut W) -> W::Output {
     match contender {
         Contender::PyAlloc | Contender::PyAllocNoGil | Contender::PyAllocNoGilBusy => workload.run(&PyAlloc),
         Contender::PyMemDirect => workload.run(&PyMemDirect),
+        Contender::CModel => workload.run(&CModel),
         Contender::Naive => workload.run(&Naive),
         Contender::System => workload.run(&System),
         Contender::Mimalloc => workload.run(&MiMalloc),
@@ -145,6 +226,7 @@ macro_rules! dispatch {
                 PyAlloc.$method($($arg),*)
             }
             Contender::PyMemDirect => PyMemDirect.$method($($arg),*),
+            Contender::CModel => CModel.$method($($arg),*),
             Contender::Naive => Naive.$method($($arg),*),
             Contender::System => System.$method($($arg),*),
             Contender::Mimalloc => MiMalloc.$method($($arg),*),

@@ -53,6 +53,7 @@ impl Workload for Pairs {
 /// Case 1: alloc+free pairs, many live at once and one at a time.
 pub fn pairs(plan: Plan) -> Vec<Table> {
     use Contender::*;
+    contenders::check_c_model();
     let columns = Contender::ALL;
     let mut batch = Table::new(
         "pairs-batch",
