@@ -58,6 +58,11 @@
 #define PYALLOC_DEMO_MAX_THREADS 64
 #endif
 
+// The tracemalloc domain of pyalloc's private blocks (ASCII "pyal"), for
+// `tracemalloc.DomainFilter(True, TRACEMALLOC_DOMAIN)`. PyMem blocks are in
+// domain 0 as every `PyMem_Malloc` block is.
+#define PYALLOC_TRACEMALLOC_DOMAIN 1887002988
+
 // A snapshot of one copy of pyalloc's counters (`pyalloc_stats` in C):
 // each extension module that links pyalloc has its own copy.
 //
@@ -180,6 +185,13 @@ size_t pyalloc_collect(void);
 // Safety:
 // `out` is NULL or points to writable memory for one `pyalloc_stats`.
 void pyalloc_stats_get(struct pyalloc_stats *out);
+
+// Whether this copy of pyalloc shows its private blocks to tracemalloc, in
+// domain `PYALLOC_TRACEMALLOC_DOMAIN`: CPython 3.15 or later,
+// `PYALLOC_TRACEMALLOC=1` in the environment when pyalloc first ran, and
+// not in a fork child. Blocks are then registered while tracemalloc
+// traces. Any thread, any time.
+bool pyalloc_tracemalloc_tracking(void);
 
 // The library's version, as `PYALLOC_VERSION` in this header: a static
 // NUL-terminated string, never NULL.

@@ -74,11 +74,12 @@ mod thread_exit;
 pub use crate::alloc::{is_global_allocator, PyAlloc};
 pub use crate::capi::{
     pyalloc_calloc, pyalloc_collect, pyalloc_free, pyalloc_into_pymem, pyalloc_is_pymem, pyalloc_malloc,
-    pyalloc_realloc, pyalloc_stats_get, pyalloc_version,
+    pyalloc_realloc, pyalloc_stats_get, pyalloc_tracemalloc_tracking, pyalloc_version,
 };
 #[cfg(feature = "demo")]
 pub use crate::demo::{pyalloc_demo_consume, pyalloc_demo_hex, pyalloc_demo_parallel, DEMO_MAX_THREADS};
 pub use crate::ownership::{into_pymem, vec_from_pymem, PyMemBlock};
+pub use crate::private::TRACEMALLOC_DOMAIN;
 pub use crate::stats::Stats;
 #[cfg(feature = "testing")]
 pub use crate::testing::{
@@ -89,6 +90,14 @@ pub use crate::testing::{
 /// A snapshot of this copy of pyalloc's counters, summed over all threads.
 pub fn stats() -> Stats {
     stats::snapshot()
+}
+
+/// Whether this copy shows its private blocks (worker threads' memory) to
+/// tracemalloc, in domain [`TRACEMALLOC_DOMAIN`]: opt-in with
+/// `PYALLOC_TRACEMALLOC=1`, CPython 3.15 and later only (README, Limits:
+/// why it is not the default).
+pub fn tracemalloc_tracking() -> bool {
+    private::tracemalloc_tracking()
 }
 
 /// Frees the PyMem blocks that were released on threads without the GIL and
