@@ -44,6 +44,19 @@
 //! - **Unloading**: a copy in a shared library keeps that library loaded
 //!   (`RTLD_NODELETE`) once it registers its `Py_AtExit` hook.
 //!
+//! - **Worker threads' memory and tracemalloc (CPython 3.15+, opt-in)**:
+//!   with `PYALLOC_TRACEMALLOC=1` in the environment when pyalloc first
+//!   runs, private blocks are registered with `PyTraceMalloc_Track` in
+//!   domain [`TRACEMALLOC_DOMAIN`] while tracemalloc traces, and
+//!   untracked before they are freed ([`tracemalloc_tracking`] says
+//!   whether this copy does). Never below 3.15, where the tracer takes the
+//!   GIL and deadlocks a worker its GIL holder waits for. Not the default:
+//!   a `Py_FinalizeEx` followed by a new `Py_Initialize` while workers
+//!   allocate has a window of a few instructions (CPython resets
+//!   tracemalloc's lock that a worker may hold) that pyalloc can narrow but
+//!   not close, and every traced worker allocation takes a lock shared by
+//!   all threads. Off, it costs allocation one relaxed load.
+//!
 //! The README's Guarantees and Limits say the rest, each with its test.
 //!
 //! The modules, top down: the faces (`alloc`, `capi`, `ownership`, `demo`);
