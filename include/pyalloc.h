@@ -6,7 +6,9 @@
  * Two families of blocks. A thread attached to the main interpreter
  * (holding its GIL) gets PyMem blocks: C may PyMem_Free them, tracemalloc
  * sees them. Every other thread gets private blocks (16-aligned), released
- * only by pyalloc_free, made with no call into Python. Any pointer's family
+ * only by pyalloc_free, made with no call into Python (opt-in on 3.15+,
+ * PYALLOC_TRACEMALLOC=1: registered with PyTraceMalloc_Track in domain
+ * PYALLOC_TRACEMALLOC_DOMAIN, which 3.15 made GIL-free). Any pointer's family
  * is read back exactly from the 16 bytes before it (pyalloc_is_pymem); a
  * block of another allocator is taken for a private one only if those bytes
  * equal a per-process secret mixed with its address, a 2^-64 event.
