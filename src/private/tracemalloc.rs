@@ -93,9 +93,9 @@ mod imp {
         if unsafe { Py_Version } < 0x030F_0000 {
             return;
         }
-        // SAFETY: registers a plain function of this copy that only stores
-        // an atomic (async-signal-safe); glibc registers it under this
-        // object's `__dso_handle` and drops it if the object is unloaded.
+        // SAFETY: registers plain functions of this copy that only touch
+        // two atomics (and yield); glibc registers them under this object's
+        // `__dso_handle` and drops them if the object is unloaded.
         if unsafe { pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) } != 0 {
             return;
         }
@@ -104,7 +104,10 @@ mod imp {
 
     /// Before `fork`: no thread of this copy may hold tracemalloc's lock
     /// when the child is made. Holds new callers back and waits for those
-    /// inside; they hold nothing of the forking thread's, so they finish.
+    /// inside. They finish: they wait at most for `tables_lock`, whose
+    /// holders (CPython's tracer, on any thread) wait for nothing of the
+    /// forking thread's, and the forking thread is not inside itself (the
+    /// tracer never forks).
     extern "C" fn fork_prepare() {
         FORKING.store(true, SeqCst);
         while INSIDE_TRACER.load(SeqCst) != 0 {
