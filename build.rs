@@ -14,8 +14,9 @@ const OLDEST_MINOR: u32 = 11;
 /// Minor versions whose differences the shims care about; each becomes
 /// `pyalloc_py3NN` when the target interpreter is that version or newer.
 /// 3.16 is the first the shims do not know (`pyalloc_py316`): there they
-/// read no CPython layout themselves.
-const GATED_MINORS: [u32; 4] = [12, 13, 14, 16];
+/// read no CPython layout themselves. From 3.15 (`pyalloc_py315`) private
+/// blocks may be shown to tracemalloc (`src/private/tracemalloc.rs`).
+const GATED_MINORS: [u32; 5] = [12, 13, 14, 15, 16];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -6,7 +6,9 @@
  * Two families of blocks. A thread attached to the main interpreter
  * (holding its GIL) gets PyMem blocks: C may PyMem_Free them, tracemalloc
  * sees them. Every other thread gets private blocks (16-aligned), released
- * only by pyalloc_free, made with no call into Python. Any pointer's family
+ * only by pyalloc_free, made with no call into Python (opt-in on 3.15+,
+ * PYALLOC_TRACEMALLOC=1: registered with PyTraceMalloc_Track in domain
+ * PYALLOC_TRACEMALLOC_DOMAIN, which 3.15 made GIL-free). Any pointer's family
  * is read back exactly from the 16 bytes before it (pyalloc_is_pymem); a
  * block of another allocator is taken for a private one only if those bytes
  * equal a per-process secret mixed with its address, a 2^-64 event.
@@ -57,6 +59,11 @@
 // Most threads `pyalloc_demo_parallel` will start.
 #define PYALLOC_DEMO_MAX_THREADS 64
 #endif
+
+// The tracemalloc domain of pyalloc's private blocks (ASCII "pyal"), for
+// `tracemalloc.DomainFilter(True, TRACEMALLOC_DOMAIN)`. PyMem blocks are in
+// domain 0 as every `PyMem_Malloc` block is.
+#define PYALLOC_TRACEMALLOC_DOMAIN 1887002988
 
 // A snapshot of one copy of pyalloc's counters (`pyalloc_stats` in C):
 // each extension module that links pyalloc has its own copy.
@@ -180,6 +187,13 @@ size_t pyalloc_collect(void);
 // Safety:
 // `out` is NULL or points to writable memory for one `pyalloc_stats`.
 void pyalloc_stats_get(struct pyalloc_stats *out);
+
+// Whether this copy of pyalloc shows its private blocks to tracemalloc, in
+// domain `PYALLOC_TRACEMALLOC_DOMAIN`: CPython 3.15 or later,
+// `PYALLOC_TRACEMALLOC=1` in the environment when pyalloc first ran, and
+// not in a fork child. Blocks are then registered while tracemalloc
+// traces. Any thread, any time.
+bool pyalloc_tracemalloc_tracking(void);
 
 // The library's version, as `PYALLOC_VERSION` in this header: a static
 // NUL-terminated string, never NULL.

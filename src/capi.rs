@@ -200,6 +200,16 @@ pub unsafe extern "C" fn pyalloc_stats_get(out: *mut Stats) {
     })
 }
 
+/// Whether this copy of pyalloc shows its private blocks to tracemalloc, in
+/// domain `PYALLOC_TRACEMALLOC_DOMAIN`: CPython 3.15 or later,
+/// `PYALLOC_TRACEMALLOC=1` in the environment when pyalloc first ran, and
+/// not in a fork child. Blocks are then registered while tracemalloc
+/// traces. Any thread, any time.
+#[no_mangle]
+pub extern "C" fn pyalloc_tracemalloc_tracking() -> bool {
+    boundary(false, crate::private::tracemalloc_tracking)
+}
+
 /// The library's version, as `PYALLOC_VERSION` in this header: a static
 /// NUL-terminated string, never NULL.
 #[no_mangle]

@@ -6,7 +6,8 @@
 //!   `PyMem_Free` the block and tracemalloc attributes it to the Python line
 //!   that called in.
 //! - *private*: every other thread allocates from pyalloc's private heap
-//!   (`private/`), with no call into Python at all.
+//!   (`private/`), with no call into Python at all (but, opt-in on 3.15+,
+//!   `PyTraceMalloc_Track`/`Untrack`: `private/tracemalloc.rs`).
 //!
 //! A block's family is read back exactly from the pointer alone:
 //! `private::classify` recognises private blocks, and everything else is a

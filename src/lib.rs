@@ -44,6 +44,19 @@
 //! - **Unloading**: a copy in a shared library keeps that library loaded
 //!   (`RTLD_NODELETE`) once it registers its `Py_AtExit` hook.
 //!
+//! - **Worker threads' memory and tracemalloc (CPython 3.15+, opt-in)**:
+//!   with `PYALLOC_TRACEMALLOC=1` in the environment when pyalloc first
+//!   runs, private blocks are registered with `PyTraceMalloc_Track` in
+//!   domain [`TRACEMALLOC_DOMAIN`] while tracemalloc traces, and
+//!   untracked before they are freed ([`tracemalloc_tracking`] says
+//!   whether this copy does). Never below 3.15, where the tracer takes the
+//!   GIL and deadlocks a worker its GIL holder waits for. Not the default:
+//!   a `Py_FinalizeEx` followed by a new `Py_Initialize` while workers
+//!   allocate has a window of a few instructions (CPython resets
+//!   tracemalloc's lock that a worker may hold) that pyalloc can narrow but
+//!   not close, and every traced worker allocation takes a lock shared by
+//!   all threads. Off, it costs allocation one relaxed load.
+//!
 //! The README's Guarantees and Limits say the rest, each with its test.
 //!
 //! The modules, top down: the faces (`alloc`, `capi`, `ownership`, `demo`);
@@ -74,11 +87,12 @@ mod thread_exit;
 pub use crate::alloc::{is_global_allocator, PyAlloc};
 pub use crate::capi::{
     pyalloc_calloc, pyalloc_collect, pyalloc_free, pyalloc_into_pymem, pyalloc_is_pymem, pyalloc_malloc,
-    pyalloc_realloc, pyalloc_stats_get, pyalloc_version,
+    pyalloc_realloc, pyalloc_stats_get, pyalloc_tracemalloc_tracking, pyalloc_version,
 };
 #[cfg(feature = "demo")]
 pub use crate::demo::{pyalloc_demo_consume, pyalloc_demo_hex, pyalloc_demo_parallel, DEMO_MAX_THREADS};
 pub use crate::ownership::{into_pymem, vec_from_pymem, PyMemBlock};
+pub use crate::private::TRACEMALLOC_DOMAIN;
 pub use crate::stats::Stats;
 #[cfg(feature = "testing")]
 pub use crate::testing::{
@@ -89,6 +103,14 @@ pub use crate::testing::{
 /// A snapshot of this copy of pyalloc's counters, summed over all threads.
 pub fn stats() -> Stats {
     stats::snapshot()
+}
+
+/// Whether this copy shows its private blocks (worker threads' memory) to
+/// tracemalloc, in domain [`TRACEMALLOC_DOMAIN`]: opt-in with
+/// `PYALLOC_TRACEMALLOC=1`, CPython 3.15 and later only (README, Limits:
+/// why it is not the default).
+pub fn tracemalloc_tracking() -> bool {
+    private::tracemalloc_tracking()
 }
 
 /// Frees the PyMem blocks that were released on threads without the GIL and

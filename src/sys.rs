@@ -4,7 +4,6 @@
 //! through `std::alloc::System` because the C API frees blocks whose size it
 //! does not know, and because this code runs inside the global allocator.
 
-#[cfg(feature = "mimalloc")]
 use core::ffi::CStr;
 use core::ffi::{c_char, c_int, c_ulong, c_void};
 use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -23,7 +22,6 @@ extern "C" {
     fn c_free(ptr: *mut c_void);
     fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int;
     fn getauxval(kind: c_ulong) -> c_ulong;
-    #[cfg(feature = "mimalloc")]
     fn getenv(name: *const c_char) -> *const c_char;
     fn write(fd: c_int, buf: *const c_void, count: usize) -> isize;
     fn abort() -> !;
@@ -161,7 +159,6 @@ fn pin_object_of(code: *const c_void) -> bool {
 
 /// The value of an environment variable, read without allocating (this
 /// runs inside the allocator); `None` when it is not set.
-#[cfg(feature = "mimalloc")]
 pub(crate) fn env(name: &CStr) -> Option<&'static [u8]> {
     // SAFETY: getenv reads the environment; the pointer it returns stays
     // valid until the variable is changed, which pyalloc's callers read

@@ -424,6 +424,23 @@ fn finalization() {
     }
 }
 
+/// Private blocks shown to tracemalloc (3.15+, `PYALLOC_TRACEMALLOC=1`): a
+/// worker's blocks traced in pyalloc's domain and untracked when freed, the
+/// GIL holder joining workers with tracing on, `tracemalloc.stop()` and
+/// `Py_FinalizeEx` racing workers, a fork child; with the option off, and
+/// below 3.15 with it on, nothing traced (`c_tests/tracemalloc.c`).
+#[test]
+fn tracemalloc() {
+    for mode in [None, Some("debug")] {
+        for option in ["1", "0"] {
+            Run::new("tracemalloc")
+                .pythonmalloc(mode)
+                .env("PYALLOC_TRACEMALLOC", option)
+                .run();
+        }
+    }
+}
+
 /// C's own PyMem blocks of every small size through every entry point.
 #[test]
 fn foreign_blocks() {

@@ -12,9 +12,18 @@ reports whether it works on this interpreter.
 
 from pathlib import Path
 
-from ._pyalloc import collect, stats, version
+from ._pyalloc import TRACEMALLOC_DOMAIN, collect, stats, tracemalloc_tracking, version
 
-__all__ = ["collect", "get_include", "get_library", "stats", "traced_to_caller", "version"]
+__all__ = [
+    "TRACEMALLOC_DOMAIN",
+    "collect",
+    "get_include",
+    "get_library",
+    "stats",
+    "traced_to_caller",
+    "tracemalloc_tracking",
+    "version",
+]
 
 __version__ = version()
 

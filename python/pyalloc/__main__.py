@@ -70,6 +70,32 @@ def check_tracemalloc():
     return share >= 0.9, detail
 
 
+def check_worker_tracemalloc():
+    """How much of Rust worker threads' memory (private blocks, made without
+    the GIL) tracemalloc saw: all of it on CPython 3.15+ with
+    PYALLOC_TRACEMALLOC=1, none otherwise (then the check only reports)."""
+    import tracemalloc
+
+    tracking = pyalloc.tracemalloc_tracking()
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        private_before = pyalloc.stats()["private_allocs"]
+        tracemalloc.reset_peak()
+        baseline = tracemalloc.get_traced_memory()[0]
+        demo.parallel(4, 500, release_gil=True)
+        peak = tracemalloc.get_traced_memory()[1] - baseline
+        made = pyalloc.stats()["private_allocs"] - private_before
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    seen = f"tracemalloc's peak rose by {peak / 1024:.0f} KiB while 4 Rust workers made {made} private blocks"
+    if tracking:
+        return peak > 64 * 1024, f"{seen} (domain {pyalloc.TRACEMALLOC_DOMAIN}: traced)"
+    return True, f"{seen} (not traced: needs CPython 3.15+ and PYALLOC_TRACEMALLOC=1)"
+
+
 def timing_table():
     """Medians of alloc+free pairs, pyalloc against the system allocator,
     with the GIL held (pyalloc's PyMem path) and released (its private heap)."""
@@ -101,6 +127,7 @@ def build_report():
         ("C (PyMem_Malloc) -> Rust", check_c_to_rust),
         ("Rust threads without the GIL", check_threads),
         ("tracemalloc sees Rust", check_tracemalloc),
+        ("tracemalloc sees Rust workers", check_worker_tracemalloc),
     ):
         try:
             ok, detail = check()

@@ -23,11 +23,20 @@ static PyObject *pyalloc_py_version(PyObject *module, PyObject *unused) {
     return PyUnicode_FromString(pyalloc_version());
 }
 
+static PyObject *pyalloc_py_tracemalloc_tracking(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    return PyBool_FromLong(pyalloc_tracemalloc_tracking());
+}
+
 static PyMethodDef pyalloc_methods[] = {
     {"stats", pyalloc_stats_dict, METH_NOARGS, "stats() -> dict\n\nThe counters of pyalloc's own copy."},
     {"collect", pyalloc_py_collect, METH_NOARGS,
      "collect() -> int\n\nFrees the PyMem blocks released on threads without the GIL; returns how many."},
     {"version", pyalloc_py_version, METH_NOARGS, "version() -> str\n\nThe linked pyalloc library's version."},
+    {"tracemalloc_tracking", pyalloc_py_tracemalloc_tracking, METH_NOARGS,
+     "tracemalloc_tracking() -> bool\n\nWhether private blocks (threads without the GIL) are shown to tracemalloc, "
+     "in domain TRACEMALLOC_DOMAIN: CPython 3.15+ with PYALLOC_TRACEMALLOC=1."},
     {"hex", pyalloc_demo_hex_py, METH_O,
      "hex(data) -> RustBuffer\n\nLowercase hex text of a bytes-like object, built by Rust, owned by Python."},
     {"consume", pyalloc_demo_consume_py, METH_O,
@@ -45,6 +54,9 @@ static int pyalloc_exec(PyObject *module) {
     /* This interpreter lifetime is pyalloc's from here: releases without the
      * GIL are queued for it rather than orphaned (see pyalloc.h). */
     pyalloc_collect();
+    if (PyModule_AddIntConstant(module, "TRACEMALLOC_DOMAIN", PYALLOC_TRACEMALLOC_DOMAIN) < 0) {
+        return -1;
+    }
     module_state *state = pyalloc_module_state(module);
     state->rust_buffer_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &pyalloc_rust_buffer_spec, NULL);
     if (state->rust_buffer_type == NULL) {

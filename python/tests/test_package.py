@@ -69,7 +69,7 @@ def test_report_passes_and_speaks_json():
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is True
-    assert [check["ok"] for check in report["checks"]] == [True] * 4
+    assert [check["ok"] for check in report["checks"]] == [True] * 5
     assert {row["gil"] for row in report["timing_ns_per_pair"]} == {"held", "released"}
     text = subprocess.run([sys.executable, "-m", "pyalloc"], capture_output=True, text=True, timeout=300)
     assert text.returncode == 0 and "all checks passed" in text.stdout

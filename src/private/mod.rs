@@ -37,6 +37,7 @@ mod mimalloc;
 mod system;
 #[cfg(feature = "mimalloc")]
 mod thread_cache;
+mod tracemalloc;
 
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::Acquire, Ordering::Release};
@@ -46,16 +47,19 @@ use crate::sys;
 
 #[cfg(feature = "mimalloc")]
 pub(crate) use thread_cache::thread_exits;
+pub use tracemalloc::TRACEMALLOC_DOMAIN;
 
 /// The bytes a backend block holds beyond the user's: the two words and up
 /// to 16 bytes to reach 16 mod 32.
 const SLACK: usize = 32;
 /// Owner-word flags (this copy's own): the backend block starts 32 bytes
 /// before the user pointer rather than 16; it is a system allocator block;
-/// it is a mapping of its own (`mapped.rs`).
+/// it is a mapping of its own (`mapped.rs`); tracemalloc traces it
+/// (`tracemalloc.rs`). Other copies mask all four off (`OWNER_FLAGS`).
 const STARTS_32_BEFORE: usize = 1;
 const SYSTEM_BLOCK: usize = 2;
 const MAPPED_BLOCK: usize = 4;
+const TRACKED: usize = 8;
 const BACKENDS: usize = SYSTEM_BLOCK | MAPPED_BLOCK;
 /// With mimalloc as the backend, blocks above this (1 MiB of user bytes)
 /// are mappings of their own, never cached: unmapped when freed.
@@ -96,11 +100,19 @@ fn cookie() -> usize {
     }
 }
 
+/// Whether this copy shows its private blocks to tracemalloc
+/// (`tracemalloc.rs`), setting the private heap up first if need be.
+pub(crate) fn tracemalloc_tracking() -> bool {
+    cookie();
+    tracemalloc::enabled()
+}
+
 /// Chooses and configures the backend and derives the cookie. Threads that
 /// race here do the same, idempotent work.
 #[cold]
 fn set_up() -> usize {
     mimalloc::configure();
+    tracemalloc::configure();
     let cookie = cookie::derive();
     COOKIE.store(cookie, Release);
     cookie
@@ -196,8 +208,31 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
         return ptr::null_mut();
     }
     stats::bump(Hot::PrivateAllocs);
-    // SAFETY: a fresh backend block of `total` bytes.
-    unsafe { mark(start, backend, cookie) }
+    // SAFETY: a fresh backend block of `total` bytes, then the block just
+    // marked, of `size` user bytes.
+    unsafe { traced(mark(start, backend, cookie), size, cookie) }
+}
+
+/// Shows the freshly marked block `user` of `size` user bytes to
+/// tracemalloc when this copy does that (`tracemalloc.rs`: one relaxed load
+/// when not), and records in its owner word that it did. Returns `user`.
+///
+/// # Safety
+/// `user` is a block `mark` just returned, not yet handed out.
+#[inline]
+unsafe fn traced(user: *mut u8, size: usize, cookie: usize) -> *mut u8 {
+    if tracemalloc::track(user, size) {
+        // SAFETY: both words lie inside the block (`mark` wrote them), which
+        // no other thread knows of yet.
+        unsafe {
+            let owner_word = user.sub(16).cast::<usize>().read() | TRACKED;
+            user.sub(16).cast::<usize>().write(owner_word);
+            user.sub(8)
+                .cast::<usize>()
+                .write(cookie ^ user as usize ^ owner_word);
+        }
+    }
+    user
 }
 
 /// Places the user pointer at 16 mod 32 inside a fresh (or just resized)
@@ -273,6 +308,16 @@ impl PrivateBlock {
         self.owner_word & BACKENDS
     }
 
+    /// Unregisters the block from tracemalloc if it was registered: before
+    /// it goes back to its backend, so that no block made at its address
+    /// afterwards can lose its own trace.
+    #[inline]
+    fn untrace(self) {
+        if self.owner_word & TRACKED != 0 {
+            tracemalloc::untrack(self.user);
+        }
+    }
+
     /// Clears the check word: freed memory must never keep a valid mark.
     fn unmark(self) {
         // SAFETY: the check word lies inside the live backend block.
@@ -290,6 +335,7 @@ impl PrivateBlock {
             // SAFETY: another copy's block, released by that copy.
             Some(owner) => unsafe { (owner.release)(self.user) },
             None => {
+                self.untrace();
                 self.unmark();
                 // A live block's size cannot overflow, and an unchecked add
                 // keeps the free path free of a branch to `mi_usable_size`.
@@ -323,6 +369,10 @@ impl PrivateBlock {
         let Some(total) = backend_size(new_size) else {
             return ptr::null_mut();
         };
+        // Before the backend may free the old address; on failure the block
+        // stays valid untraced (its mark is rewritten without `TRACKED`, or
+        // kept, when untracking it again does nothing).
+        self.untrace();
         if self.backend() == 0 && total > LARGE {
             // SAFETY: as the caller promises.
             return unsafe { self.grow_out_of_mimalloc(old_size, new_size, total) };
@@ -353,8 +403,9 @@ impl PrivateBlock {
             // (offsets <= SLACK, kept <= new_size); they may overlap.
             unsafe { ptr::copy(start.add(old_offset), start.add(new_offset), kept) };
         }
-        // SAFETY: a live backend block of `total` bytes.
-        unsafe { mark(start, self.backend(), cookie) }
+        // SAFETY: a live backend block of `total` bytes, then the block just
+        // marked, of `new_size` user bytes.
+        unsafe { traced(mark(start, self.backend(), cookie), new_size, cookie) }
     }
 }
 
@@ -372,8 +423,9 @@ impl PrivateBlock {
         if start.is_null() {
             return ptr::null_mut();
         }
-        // SAFETY: a fresh mapped block of `total` bytes.
-        let user = unsafe { mark(start, MAPPED_BLOCK, cookie) };
+        // SAFETY: a fresh mapped block of `total` bytes, then the block just
+        // marked, of `new_size` user bytes.
+        let user = unsafe { traced(mark(start, MAPPED_BLOCK, cookie), new_size, cookie) };
         let old_capacity = self.user as usize - self.start() as usize;
         // SAFETY: a live mimalloc block; its usable size bounds its user bytes.
         let old_capacity = unsafe { mimalloc::usable_size(self.start()) } - old_capacity;
