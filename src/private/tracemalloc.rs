@@ -14,9 +14,12 @@
 //! records an empty traceback for a thread with no thread state. The
 //! tracer's own allocations go to the raw allocator saved at
 //! `tracemalloc.start()` and to libc's `malloc`: C, never this allocator,
-//! except through a `PyMem_SetAllocator` hook written in Rust, which a
-//! per-thread guard turns into a block left untraced instead of a
-//! self-deadlock on `tables_lock`.
+//! except through a `PyMem_SetAllocator` hook written in Rust. A per-thread
+//! guard turns such a hook's allocation into a block left untraced when
+//! pyalloc itself is inside the tracer (this copy); when CPython's own tracer
+//! calls the hook holding `tables_lock`, the guard cannot see it and the
+//! registration would wait on that lock: such a hook must not allocate
+//! through pyalloc while the option is on (README).
 //!
 //! Fork: a thread inside the tracer holds `tables_lock`, and a child forked
 //! then inherits it held, so that the child's first traced allocation (its
