@@ -133,7 +133,8 @@ check "the C programs on CPython 3.11's debug build (--with-pydebug)" \
 # CPython 3.14 and 3.15: Debian testing packages them, but its binaries need
 # glibc 2.38, so they run in a forky root (made when missing: about 90 s and
 # 855 MB at /opt/forky, or FORKY_ROOT; it needs root and a Debian mirror).
-forky=(scripts/forky-pythons.sh run -b "$PWD" --)
+# No bytecode caches in the checkout (cargo package would take them).
+forky=(scripts/forky-pythons.sh run -b "$PWD" -e PYTHONDONTWRITEBYTECODE=1 --)
 forky_root() {
     if scripts/forky-pythons.sh ready; then
         echo "the root is ready"
