@@ -255,7 +255,7 @@ static void first_calls_in_third_destructor_round_keep_nothing(void) {
     CHECK(counter_blocks_kept_after_round(3, ROUND_THREADS) <= 1);
 }
 
-/* The documented corner (README, Limits): in the last round, from a key
+/* The documented corner (crate docs, Limits: Memory): in the last round, from a key
  * numbered after pyalloc's, pyalloc's destructor never runs, and each such
  * thread keeps its counter block (and mimalloc its heap: few threads).
  * Checked so that a change shows here. */

@@ -14,7 +14,7 @@
  * it, makes a main-interpreter state on itself and attaches it: it holds
  * the main GIL, its blocks are PyMem blocks that C may PyMem_Free.
  *
- * The rule (3.11 only, stated in pyalloc.h, the crate docs and the README):
+ * The rule (3.11 only, stated in the crate docs' Limits and in pyalloc.h):
  * a thread state is attached only by the thread that made it. When one
  * thread makes a state and another attaches it, the maker is taken for the
  * holder and the attacher is not: the case shows exactly that, with the

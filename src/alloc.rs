@@ -27,13 +27,10 @@ use crate::overaligned;
 ///
 /// # Interpreter lifetimes
 ///
-/// A block made while the GIL was held belongs to that interpreter's heap.
 /// An embedder that calls `Py_FinalizeEx` and then `Py_Initialize` again
-/// must not free, in the new interpreter, Rust memory allocated in the old
-/// one: a `static` or thread-local collection filled under the GIL is such
-/// memory if it lives on (CPython 3.12 aborts; earlier ones corrupt the new
-/// heap). Empty it before `Py_FinalizeEx`. Freed after `Py_FinalizeEx` and
-/// before a new `Py_Initialize` (as at process exit), it is left alone.
+/// empties every `static` or thread-local collection filled under the GIL
+/// before `Py_FinalizeEx`: the crate docs, Limits (Finalization), say why.
+/// The other guarantees and limits are there too.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PyAlloc;
 

@@ -2,16 +2,9 @@
 //! panic boundary and answers bad input with NULL, 0 or nothing, as each
 //! documents; none of them needs the GIL unless it says so.
 //!
-//! Interpreters. A thread attached to the main interpreter (holding its GIL)
-//! gets PyMem blocks; every other thread gets private blocks. A block that
-//! is not private is taken to be a PyMem block of the *calling* thread's
-//! interpreter, as `PyMem_Free` would: released there at once when the
-//! thread is attached to one, and otherwise (a thread attached to none)
-//! taken to be the main interpreter's and queued for it. So a
-//! main-interpreter PyMem block must not be passed to `pyalloc_free` or
-//! `pyalloc_realloc` on a thread attached to a subinterpreter with its own
-//! obmalloc, and a subinterpreter's own PyMem block only on a thread attached
-//! to that subinterpreter. Private blocks go anywhere.
+//! Which blocks each function takes on which thread (families,
+//! subinterpreters, interpreter lifetimes): the crate docs, Guarantees and
+//! Limits, and the rules in `pyalloc.h`'s banner (`cbindgen.toml`).
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
@@ -60,7 +53,7 @@ pub extern "C" fn pyalloc_calloc(nmemb: usize, size: usize) -> *mut c_void {
 }
 
 /// Resizes a block from `pyalloc_malloc`/`pyalloc_calloc`/`pyalloc_realloc`,
-/// or from C's own `PyMem_Malloc` (see "Interpreters" above),
+/// or from C's own `PyMem_Malloc` (see "Interpreters" in `pyalloc.h`),
 /// keeping its contents up to the smaller size.
 ///
 /// `ptr == NULL` acts as `pyalloc_malloc(size)`. `size == 0` resizes to an
@@ -90,7 +83,7 @@ pub unsafe extern "C" fn pyalloc_realloc(ptr: *mut c_void, size: usize) -> *mut 
 
 /// Releases a block from `pyalloc_malloc`/`pyalloc_calloc`/`pyalloc_realloc`,
 /// from C's `PyMem_Malloc`, or a buffer Rust handed over: a private block on
-/// any thread, a PyMem block where "Interpreters" above allows. A
+/// any thread, a PyMem block where "Interpreters" in `pyalloc.h` allows. A
 /// main-interpreter PyMem block released on a thread that holds no GIL is
 /// queued and freed by the next thread that
 /// enters pyalloc holding the main interpreter's GIL (see `pyalloc_collect`).

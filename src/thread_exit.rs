@@ -16,7 +16,7 @@
 //! The one corner left: a thread whose first such call happens in the last
 //! round, in the destructor of a key numbered after this one, is never
 //! visited again: it keeps what it cached (at most the cache's 1 MiB) and one
-//! counter block. mimalloc's own heap has the same corner (README, Limits).
+//! counter block. mimalloc's own heap has the same corner (crate docs, Limits).
 
 use core::cell::Cell;
 use core::ffi::{c_int, c_uint, c_void};

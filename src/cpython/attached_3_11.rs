@@ -28,7 +28,7 @@
 //! empty (or stale: its own state deleted from another thread), then
 //! attached by another thread. No field of a 3.11 state records who
 //! attached it, so that maker is taken for the holder; pyalloc's rule
-//! (crate docs, `pyalloc.h`, README) forbids the pattern. A holder in a
+//! (crate docs, Limits; `pyalloc.h`) forbids the pattern. A holder in a
 //! subinterpreter counts as attached to none: 3.11 has one obmalloc, so
 //! queueing a block for the main interpreter is always sound there, and
 //! CPython itself attaches a subinterpreter's head state from any thread

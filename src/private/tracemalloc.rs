@@ -8,7 +8,7 @@
 //!
 //! Why only from 3.15: up to 3.14 both calls take the GIL
 //! (`PyGILState_Ensure`) on a thread without a thread state, which
-//! deadlocks a worker whose GIL holder waits for it (DESIGN.md, fact 14).
+//! deadlocks a worker whose GIL holder waits for it (CPython gh-155725).
 //! 3.15 (gh-155725) takes only tracemalloc's own `tables_lock` (a
 //! `PyMutex` locked without detaching), reads `tracing` again under it, and
 //! records an empty traceback for a thread with no thread state. The
@@ -19,7 +19,7 @@
 //! pyalloc itself is inside the tracer (this copy); when CPython's own tracer
 //! calls the hook holding `tables_lock`, the guard cannot see it and the
 //! registration would wait on that lock: such a hook must not allocate
-//! through pyalloc while the option is on (README).
+//! through pyalloc while the option is on (crate docs).
 //!
 //! Fork: a thread inside the tracer holds `tables_lock`, and a child forked
 //! then inherits it held, so that the child's first traced allocation (its
@@ -30,13 +30,14 @@
 //! until the fork is done, in the parent and the child, which both go on
 //! registering.
 //!
-//! Why opt-in, not the default (README, Limits): when `Py_FinalizeEx` is
-//! followed by a new `Py_Initialize`, the runtime state (`tables_lock` with
-//! it) is reset while a worker may, in a window of a few instructions, hold
-//! the lock it took after `tracemalloc.stop()`; its unlock is then fatal.
+//! Why opt-in, not the default (crate docs, "Worker threads in
+//! tracemalloc"): when `Py_FinalizeEx` is followed by a new `Py_Initialize`,
+//! the runtime state (`tables_lock` with it) is reset while a worker may, in
+//! a window of a few instructions, hold the lock it took after
+//! `tracemalloc.stop()`; its unlock is then fatal.
 //! The calls are made only while `Py_IsInitialized()` (cleared first thing
 //! in `Py_FinalizeEx`, before tracemalloc is torn down), which narrows that
-//! window but cannot close it (fact 12). And each registration costs a lock
+//! window but cannot close it. And each registration costs a lock
 //! shared by every thread while tracing.
 //!
 //! Exactness: a trace key in pyalloc's domain is only ever added by the
