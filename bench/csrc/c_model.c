@@ -19,7 +19,7 @@
  * another pymalloc size class, and at 512 B out of pymalloc (528 B goes to
  * malloc), so the model would no longer price a bare PyMem pair. So the
  * pymem family stays headerless and only private blocks carry a mark, the
- * scheme pyalloc uses (DESIGN.md, "a per-process cookie"): a private block
+ * scheme pyalloc uses (pyalloc's crate docs: Guarantees, a pointer's family): a private block
  * is handed out at an address that is 16 mod 32, with the malloc block's
  * address in the word 16 bytes before it and `secret ^ address` in the word
  * 8 bytes before it. A pointer is private exactly when it is 16 mod 32 and
@@ -34,7 +34,7 @@
  * PyMem_Free there: it is pushed on a lock-free stack (linked through the
  * block's first word; every pymem block has room for one) and freed by the
  * next attached call. Limit: the model does not tag those blocks with the
- * interpreter lifetime they were queued in (pyalloc does, fact 12), so it
+ * interpreter lifetime they were queued in (pyalloc does), so it
  * must not be used across Py_FinalizeEx and a new Py_Initialize. It is a
  * measurement reference, exported to the bench only.
  */

@@ -7,7 +7,8 @@
 //! on and off. Every block's pattern is checked before it is freed.
 //!
 //! `PYALLOC_STRESS_SEED` replays a run; `PYALLOC_STRESS_OPS` sets the
-//! operations per thread (the long mode: see the README). The same run is
+//! operations per thread (default 2000; a long run: docs/TESTING.md, "The
+//! stress test, longer"). The same run is
 //! repeated in a subprocess under `PYTHONMALLOC=debug` and `malloc_debug`,
 //! where every family mismatch, GIL violation and overrun is fatal, and
 //! again with ASan's runtime, under valgrind and under preloaded malloc
