@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# pyalloc's test command. Every check runs even when an earlier one fails;
-# the summary counts them, and the exit status is non-zero if any failed.
+# pyalloc's test command. Every check runs even when an earlier one fails
+# (a check that uses another's output says so, or makes it itself); the
+# summary counts them, and the exit status is non-zero if any failed.
+# docs/TESTING.md says how long it takes and how to run a part of it. In
+# order:
 #
 #   - the system packages the tests use (installed when missing);
 #   - formatting, lints (default, no-default-features, every feature), docs;
+#   - the README's main job and commands as printed (a new user's install of
+#     the example, alone, from a wheel directory);
 #   - once per CPython 3.11-3.13 found (pyenv, else python3.X on PATH): every
 #     Rust and C test, the Python suite and the mixed C/Rust example, in a
 #     fresh virtual environment;
-#   - the same for CPython 3.14 and 3.15, inside a Debian testing root
-#     (scripts/forky-pythons.sh: their binaries need a newer glibc);
+#   - every C program on CPython 3.11's debug build (--with-pydebug);
+#   - the same as for 3.11-3.13 for CPython 3.14 and 3.15, inside a Debian
+#     testing root (scripts/forky-pythons.sh: their binaries need a newer
+#     glibc);
 #   - compile checks for CPython 3.14t and 3.15t (free-threaded), which
 #     cannot run here, and 3.16, which the shims do not know (pyo3's
 #     PYO3_CONFIG_FILE, no interpreter);
 #   - packaging: cargo package and publish --dry-run, python -m build, the
 #     wheel's contents and platform tag, a minimal dependent's build graph
 #     and an offline build of it from vendored sources;
-#   - first, the README's main job and commands as printed (a new user's
-#     install of the example, alone, from a wheel directory); last, the PyO3
-#     example, both ends of the pyo3-ffi range, and the benchmark's quick
-#     mode.
+#   - last, the PyO3 example, both ends of the pyo3-ffi range, and the
+#     benchmark's quick mode.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -60,9 +65,10 @@ lints() {
 }
 check "cargo fmt, clippy -D warnings, cargo doc" lints
 
-# First what a new user does: the set-up table's main job (which leaves
-# .venv/ in the checkout, as it would for them; every check below runs after
-# it), then the README's other commands, as printed.
+# What a new user does, before any per-interpreter check: the set-up
+# table's main job (which leaves .venv/ in the checkout, as it would for
+# them; every check below runs after it), then the README's other commands,
+# as printed.
 check "the README's main job and commands, as printed" python3 scripts/readme_commands.py
 
 interpreters=()
@@ -152,6 +158,8 @@ fi
 
 newest=python3
 [ ${#interpreters[@]} -gt 0 ] && newest="${interpreters[-1]}"
+# The packaging check and the PyO3 example use the venv that the newest host
+# interpreter's "pip install . and the Python suite" check made above.
 newest_venv="$PWD/target/venv/$(python_tag "$newest")"
 
 check "compile for CPython 3.14t, 3.15t (free-threaded) and 3.16 (unknown to the shims): cargo check and clippy, tests included" \
@@ -180,8 +188,11 @@ check "examples/pyo3_tracemalloc with and without pyalloc (maturin)" pyo3_exampl
 # above); the oldest is what the PyO3 user crate in compat/ locks.
 oldest=$(grep -A1 '^name = "pyo3-ffi"$' compat/pyo3-oldest/Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
 oldest_pyo3_ffi() {
-    # The crate as published (cargo package), with pyo3-ffi pinned to the oldest.
-    rm -rf target/compat/pyalloc-*/
+    # The crate as published, with pyo3-ffi pinned to the oldest. Packaged
+    # here (unverified: the packaging check verifies it), so that this check
+    # stands alone, whether or not the packaging check ran or passed.
+    rm -rf target/compat/pyalloc-*/ target/package/pyalloc-*.crate
+    cargo package --no-verify --allow-dirty --quiet
     mkdir -p target/compat
     # --touch: a .crate's files all carry one fixed 2006 timestamp, so cargo
     # would take the library built from an older package as up to date.
