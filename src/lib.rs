@@ -73,16 +73,15 @@
 //! and either the state the GILState API bound to the caller, or a second
 //! state of the caller's whose bound one is another interpreter's; Limits
 //! give the one pattern this cannot tell. The interpreter found is compared
-//! with the main one. Every answer errs towards "not attached": a wrong one
-//! could only send a block to the private family. Before that, allocation
-//! reads the `locked` word of the main interpreter's GIL: while it is not 1,
-//! no thread holds that GIL and the answer is "not attached", with no call
-//! into libpython. Its place comes from 3.11's and 3.12's headers (x86-64) or
+//! with the main one. Before that, allocation reads the `locked` word of the
+//! main interpreter's GIL: while it is not 1, no thread holds that GIL and
+//! the answer is "not attached", with no call into libpython. Its place comes from 3.11's and 3.12's headers (x86-64) or
 //! from the `_Py_DebugOffsets` that 3.13-3.15 publish (checked by their
 //! `version`), and is used only once confirmed on a thread found attached to
 //! the main interpreter (`locked` reads 1 and `last_holder` is that thread's
-//! state; on 3.11-3.12 the switch interval beside them must match as well).
-//! 3.16+ and free-threaded builds skip this read. Tests: `c_tests/layout.c`
+//! state; on 3.11-3.12 the switch interval beside them must match as well):
+//! a wrong place could only send blocks to the private family. 3.16+ and
+//! free-threaded builds skip this read. Tests: `c_tests/layout.c`
 //! (the offsets pyalloc reads against each interpreter's own headers),
 //! `c_tests/thread_states.c` (3.11's stale thread-state slot, a thread with
 //! states in two interpreters, five threads taking and dropping the GIL, and
