@@ -2,10 +2,9 @@
 //! family where that is sound and to pyalloc's private heap everywhere else.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
-use crate::family::{self, PyMemOwner, HEADERLESS_ALIGN};
-use crate::overaligned;
+use crate::family::{self, overaligned, PyMemOwner};
+use crate::pymem;
 
 /// A global allocator on CPython's `PyMem_*` heap.
 ///
@@ -51,7 +50,7 @@ unsafe impl GlobalAlloc for PyAlloc {
 
     #[inline]
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
-        if layout.align() <= HEADERLESS_ALIGN {
+        if layout.align() <= pymem::ALIGN {
             // SAFETY: GlobalAlloc's contract: `block` came from this allocator
             // with `layout` (or from `vec_from_pymem`, a main-interpreter
             // PyMem block), so it is live and `layout.size()` long.
@@ -64,7 +63,7 @@ unsafe impl GlobalAlloc for PyAlloc {
 
     #[inline]
     unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= HEADERLESS_ALIGN {
+        if layout.align() <= pymem::ALIGN {
             // SAFETY: as in `dealloc`; `layout.size()` is the exact old size.
             unsafe { family::resize(block, Some(layout.size()), new_size, PyMemOwner::MainInterpreter) }
         } else {
@@ -78,42 +77,9 @@ unsafe impl GlobalAlloc for PyAlloc {
 /// `zeroed`; NULL when out of memory.
 #[inline]
 fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
-    if layout.align() <= HEADERLESS_ALIGN {
+    if layout.align() <= pymem::ALIGN {
         family::allocate(layout.size(), zeroed)
     } else {
         overaligned::allocate(layout.size(), layout.align(), zeroed)
     }
-}
-
-/// Whether `PyAlloc` is this program's `#[global_allocator]`, handing Rust
-/// its blocks unchanged: a `Box` made on a new thread (which holds no GIL, so
-/// `PyAlloc` makes a private block) must be a private block of this copy of
-/// pyalloc. A wrapping allocator that adds a header, or another allocator,
-/// hands out something else. Probed on a new thread, and the answer cached;
-/// "no" (not cached, probed again next time) when no thread can be started,
-/// which only costs a copy.
-pub fn is_global_allocator() -> bool {
-    const UNKNOWN: u8 = 0;
-    const YES: u8 = 1;
-    const NO: u8 = 2;
-    static ANSWER: AtomicU8 = AtomicU8::new(UNKNOWN);
-    match ANSWER.load(Relaxed) {
-        YES => return true,
-        NO => return false,
-        _ => {}
-    }
-    let probe = std::thread::Builder::new()
-        .name("pyalloc-probe".into())
-        .spawn(|| {
-            let boxed = std::hint::black_box(Box::new([0u8; 64]));
-            // SAFETY: the box's block is live: the global allocator made it.
-            unsafe { family::is_own_private(boxed.as_ptr().cast_mut()) }
-        })
-        .ok()
-        .and_then(|thread| thread.join().ok());
-    let Some(yes) = probe else {
-        return false;
-    };
-    ANSWER.store(if yes { YES } else { NO }, Relaxed);
-    yes
 }

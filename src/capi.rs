@@ -9,19 +9,15 @@
 use core::ffi::{c_char, c_void};
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::family::{self, Caller, PyMemOwner, HEADERLESS_ALIGN};
+use crate::family::{self, handoff, PyMemOwner};
+use crate::panic::boundary;
+use crate::pymem;
 use crate::stats::{self, Stats, INVALID_POINTERS};
-
-/// Runs `body`, turning a panic into `fallback`: no unwind crosses into C.
-pub(crate) fn boundary<T>(fallback: T, body: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
-}
 
 /// Counts and refuses a pointer that no allocator pyalloc knows returns.
 fn refuse_invalid(block: *const u8) -> bool {
-    let invalid = block as usize % HEADERLESS_ALIGN != 0;
+    let invalid = block as usize % pymem::ALIGN != 0;
     if invalid {
         INVALID_POINTERS.fetch_add(1, Relaxed);
     }
@@ -138,11 +134,11 @@ pub unsafe extern "C" fn pyalloc_into_pymem(ptr: *mut c_void, len: usize) -> *mu
         if block.is_null() || refuse_invalid(block) {
             return ptr::null_mut();
         }
-        let Caller::Main(gil) = family::caller() else {
+        let Some(gil) = family::enter_with_main_gil() else {
             return ptr::null_mut();
         };
         // SAFETY: a live block of at least `len` bytes, as the caller promises.
-        unsafe { family::into_pymem(&gil, block, len).cast() }
+        unsafe { handoff::into_pymem(&gil, block, len).cast() }
     })
 }
 

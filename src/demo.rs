@@ -6,8 +6,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 
-use crate::capi::boundary;
 use crate::ownership::{into_pymem, vec_from_pymem};
+use crate::panic::boundary;
 
 /// Most threads `pyalloc_demo_parallel` will start.
 pub const DEMO_MAX_THREADS: usize = 64;

@@ -349,10 +349,12 @@
 //!
 //! # Modules
 //!
-//! The modules, top down: the faces (`alloc`, `capi`, `ownership`, `demo`);
-//! the family choice (`family`, and `overaligned` on top of it); the two
-//! heaps (`pymem` with the `deferred` queue, and `private`); the CPython
-//! version shims (`cpython`); and the plumbing (`stats`, `sys`, `testing`, `thread_exit`).
+//! The modules, top down: the faces (`alloc`, `capi`, `ownership`, `demo`,
+//! `testing`), side by side on the panic boundary (`panic`); the family
+//! choice (`family/`: the decision, over-aligned blocks, the hand-off copy);
+//! the two heaps (`pymem/` with its queue, and `private/`); the CPython
+//! version shims (`cpython/`), the only place that makes the GIL tokens;
+//! and the plumbing (`stats`, and `sys/`: the C library and thread exit).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
@@ -361,26 +363,25 @@
 mod alloc;
 mod capi;
 mod cpython;
-mod deferred;
 #[cfg(feature = "demo")]
 mod demo;
 mod family;
-mod overaligned;
 mod ownership;
+mod panic;
 mod private;
 mod pymem;
 mod stats;
 mod sys;
 mod testing;
-mod thread_exit;
 
-pub use crate::alloc::{is_global_allocator, PyAlloc};
+pub use crate::alloc::PyAlloc;
 pub use crate::capi::{
     pyalloc_calloc, pyalloc_collect, pyalloc_free, pyalloc_into_pymem, pyalloc_is_pymem, pyalloc_malloc,
     pyalloc_realloc, pyalloc_stats_get, pyalloc_tracemalloc_tracking, pyalloc_version,
 };
 #[cfg(feature = "demo")]
 pub use crate::demo::{pyalloc_demo_consume, pyalloc_demo_hex, pyalloc_demo_parallel, DEMO_MAX_THREADS};
+pub use crate::family::handoff::is_global_allocator;
 pub use crate::ownership::{into_pymem, vec_from_pymem, PyMemBlock};
 pub use crate::private::TRACEMALLOC_DOMAIN;
 pub use crate::stats::Stats;
@@ -411,9 +412,10 @@ pub fn collect() -> usize {
 }
 
 /// Whether the calling thread holds the main interpreter's GIL, as pyalloc
-/// decides it for every allocation.
+/// decides it for every allocation. A question only: it frees nothing and
+/// registers nothing.
 pub fn holds_main_gil() -> bool {
-    matches!(family::caller(), family::Caller::Main(_))
+    matches!(cpython::attached_interpreter(), cpython::Interpreter::Main(_))
 }
 
 /// Whether `block` is a PyMem block rather than one of pyalloc's private

@@ -8,8 +8,8 @@ use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::alloc::{handle_alloc_error, Layout};
 use std::mem::ManuallyDrop;
 
-use crate::alloc::is_global_allocator;
-use crate::family::{self, Caller, PyMemOwner};
+use crate::family::handoff::{self, is_global_allocator};
+use crate::family::{self, PyMemOwner};
 use crate::sys;
 
 /// Says once, on stderr, that a hand-off copied because `PyAlloc` is not the
@@ -103,7 +103,7 @@ impl Drop for PyMemBlock {
 /// assert_eq!(pyalloc::into_pymem(bytes).unwrap_err(), b"not yet");
 /// ```
 pub fn into_pymem(bytes: Vec<u8>) -> Result<PyMemBlock, Vec<u8>> {
-    let Caller::Main(gil) = family::caller() else {
+    let Some(gil) = family::enter_with_main_gil() else {
         return Err(bytes);
     };
     let len = bytes.len();
@@ -112,19 +112,21 @@ pub fn into_pymem(bytes: Vec<u8>) -> Result<PyMemBlock, Vec<u8>> {
     // SAFETY: with capacity, the vector's buffer is a live block of the
     // global allocator.
     if ours && unsafe { family::is_pymem(bytes.as_ptr().cast_mut()) } {
-        let mut bytes = ManuallyDrop::new(bytes);
-        return Ok(PyMemBlock {
-            // SAFETY: a Vec with capacity > 0 has a non-null buffer.
-            block: unsafe { NonNull::new_unchecked(bytes.as_mut_ptr()) },
-            len,
-            capacity: bytes.capacity(),
-        });
+        // A Vec with capacity > 0 has a non-null buffer.
+        if let Some(block) = NonNull::new(bytes.as_ptr().cast_mut()) {
+            let bytes = ManuallyDrop::new(bytes);
+            return Ok(PyMemBlock {
+                block,
+                len,
+                capacity: bytes.capacity(),
+            });
+        }
     }
     if bytes.capacity() > 0 && !ours {
         warn_copy_without_global_allocator();
     }
     // SAFETY: the vector holds `len` readable bytes.
-    let copy = unsafe { family::pymem_copy(&gil, bytes.as_ptr(), len) };
+    let copy = unsafe { handoff::pymem_copy(&gil, bytes.as_ptr(), len) };
     let Some(block) = NonNull::new(copy) else {
         return Err(bytes);
     };

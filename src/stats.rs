@@ -3,7 +3,7 @@
 //! Each thread owns a `CounterBlock` from a global, never-freed list: only the
 //! owner writes it (a relaxed load and store, no locked instruction), any
 //! thread may sum all blocks. A block is recycled when its thread exits
-//! (`thread_exit.rs`, whatever the thread's first call was and wherever it
+//! (`sys/thread_exit.rs`, whatever the thread's first call was and wherever it
 //! ran), with its counts kept, so the list is as long as the most threads ever alive at
 //! once. Rare events (deferrals, copies) use global atomics.
 
@@ -11,7 +11,10 @@ use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
 
-use crate::sys;
+use crate::sys::{
+    self,
+    thread_exit::{self, Keeper},
+};
 
 /// The per-thread counters on the fast path.
 #[derive(Clone, Copy)]
@@ -102,10 +105,10 @@ thread_local! {
     static BLOCK: Cell<*const CounterBlock> = const { Cell::new(ptr::null()) };
 }
 
-/// The thread is exiting (`thread_exit.rs`): it gives its block back, with
+/// The thread is exiting (`sys/thread_exit.rs`): it gives its block back, with
 /// its counts kept, and counts in SHARED (atomically) from here on, since the
 /// block may go to another thread.
-pub(crate) fn thread_exits() {
+fn thread_exits() {
     let block = BLOCK.with(|block| block.replace(&SHARED));
     if let Some(block) = block_ref(block).filter(|block| !ptr::eq(*block, &SHARED)) {
         block.in_use.store(false, Release);
@@ -140,7 +143,7 @@ pub(crate) fn bump(counter: Hot) {
 /// or there is no memory for a block).
 #[cold]
 fn bump_first(counter: Hot) {
-    let block = if crate::thread_exit::watched() {
+    let block = if thread_exit::watched(Keeper::Counters, thread_exits) {
         claim_block().unwrap_or(&SHARED)
     } else {
         &SHARED

@@ -1,12 +1,11 @@
 //! Hooks for pyalloc's own tests, compiled only with the `testing` feature
-//! (the `PYALLOC_TESTING` section of `pyalloc.h`). Without it, `pause_point`
-//! is empty and nothing is exported.
+//! (the `PYALLOC_TESTING` section of `pyalloc.h`).
 
 #[cfg(feature = "testing")]
 mod hooks {
-    use core::sync::atomic::{AtomicPtr, Ordering::Acquire, Ordering::Release};
+    use core::sync::atomic::Ordering::Release;
 
-    static PAUSE: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+    use crate::pymem::queue::PAUSE;
 
     /// Installs `hook` (or removes it, with NULL): `pyalloc_free` and Rust's
     /// deallocation call it on a thread without the GIL after reading the
@@ -71,16 +70,6 @@ mod hooks {
             total.write(all);
         }
     }
-
-    pub(crate) fn pause_point() {
-        let raw = PAUSE.load(Acquire);
-        if !raw.is_null() {
-            // SAFETY: only `pyalloc_testing_set_pause` stores here, and it
-            // stores a valid `extern "C" fn()`.
-            let hook: extern "C" fn() = unsafe { core::mem::transmute(raw) };
-            hook();
-        }
-    }
 }
 
 #[cfg(feature = "testing")]
@@ -88,11 +77,3 @@ pub use hooks::{
     pyalloc_testing_counter_blocks, pyalloc_testing_layout, pyalloc_testing_main_gil,
     pyalloc_testing_set_pause,
 };
-
-#[cfg(feature = "testing")]
-pub(crate) use hooks::pause_point;
-
-/// Without the `testing` feature: nothing.
-#[cfg(not(feature = "testing"))]
-#[inline(always)]
-pub(crate) fn pause_point() {}

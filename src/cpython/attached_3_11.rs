@@ -37,10 +37,11 @@
 use core::ffi::{c_int, c_ulong, c_void};
 use core::ptr::addr_of;
 
-use pyo3_ffi::{PyInterpreterState, PyThreadState};
+use pyo3_ffi::PyThreadState;
 
-use super::gil_3_11::{self, GilPrefix};
-use super::main_gil::GilWords;
+use super::gil_3_11_3_12::{self, GilPrefix};
+use super::main_interpreter::{main_interpreter, GilWords};
+use super::token::MainGil;
 
 extern "C" {
     fn _PyThreadState_UncheckedGet() -> *mut PyThreadState;
@@ -119,7 +120,7 @@ pub(super) fn thread_state() -> *mut PyThreadState {
     // SAFETY: reads a TSS key, NULL before the GILState API is initialised;
     // needs neither the GIL nor an initialised interpreter.
     let slot = unsafe { PyGILState_GetThisThreadState() };
-    let main = super::main_interpreter();
+    let main = main_interpreter();
     if holder != slot {
         // Only a thread whose bound state is another interpreter's may hold
         // the main GIL with a second state of its own.
@@ -182,17 +183,15 @@ extern "C" {
 const GIL: usize = 360;
 const RUNTIME_PREFIX: usize = GIL + core::mem::size_of::<GilPrefix>();
 
-/// The main GIL's `locked` and `last_holder` (`gil_3_11::words`).
-///
-/// The caller holds the GIL.
+/// The main GIL's `locked` and `last_holder` (`gil_3_11_3_12::words`).
 #[inline]
-pub(super) fn main_gil_words(_main: *mut PyInterpreterState) -> Option<GilWords> {
+pub(super) fn main_gil_words(gil: &MainGil) -> Option<GilWords> {
     // SAFETY: only takes the address of libpython's exported static (safe
     // since Rust 1.82; the crate's oldest supported Rust, 1.79, wants the
     // block).
     #[allow(unused_unsafe)]
     let runtime = unsafe { core::ptr::addr_of!(_PyRuntime) }.cast::<u8>();
     // SAFETY: the struct lies inside the declared prefix, 8-aligned (the
-    // static is); the caller holds the GIL.
-    unsafe { gil_3_11::words(runtime.wrapping_add(GIL)) }
+    // static is).
+    unsafe { gil_3_11_3_12::words(gil, runtime.wrapping_add(GIL)) }
 }

@@ -2,10 +2,11 @@
 //! (`_Py_tss_tstate`), read by `_PyThreadState_UncheckedGet()`: NULL on a
 //! thread that holds no GIL, before `Py_Initialize` and after `Py_FinalizeEx`.
 
-use pyo3_ffi::{PyInterpreterState, PyThreadState};
+use pyo3_ffi::PyThreadState;
 
-use super::gil_3_11;
-use super::main_gil::GilWords;
+use super::gil_3_11_3_12;
+use super::main_interpreter::{main_interpreter, GilWords};
+use super::token::MainGil;
 
 extern "C" {
     fn _PyThreadState_UncheckedGet() -> *mut PyThreadState;
@@ -26,13 +27,11 @@ pub(super) fn thread_state() -> *mut PyThreadState {
 /// interpreter's header.
 const GIL: usize = 1040;
 
-/// The main GIL's `locked` and `last_holder` (`gil_3_11::words`).
-///
-/// The caller holds the main GIL.
+/// The main GIL's `locked` and `last_holder` (`gil_3_11_3_12::words`).
 #[inline]
-pub(super) fn main_gil_words(main: *mut PyInterpreterState) -> Option<GilWords> {
+pub(super) fn main_gil_words(gil: &MainGil) -> Option<GilWords> {
+    let main = main_interpreter();
     // SAFETY: the main interpreter's state is hundreds of KiB of static
-    // memory inside `_PyRuntime`, 8-aligned, with the struct at `GIL`; the
-    // caller holds the main GIL.
-    unsafe { gil_3_11::words(main.cast::<u8>().wrapping_add(GIL)) }
+    // memory inside `_PyRuntime`, 8-aligned, with the struct at `GIL`.
+    unsafe { gil_3_11_3_12::words(gil, main.cast::<u8>().wrapping_add(GIL)) }
 }

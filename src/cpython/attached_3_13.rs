@@ -5,9 +5,10 @@
 //! several threads are attached at once, each may call `PyMem_*` (mimalloc
 //! backs it, thread-safe), and a thread that is not attached may not.
 
-use pyo3_ffi::{PyInterpreterState, PyThreadState};
+use pyo3_ffi::PyThreadState;
 
-use super::main_gil::GilWords;
+use super::main_interpreter::GilWords;
+use super::token::MainGil;
 
 extern "C" {
     fn PyThreadState_GetUnchecked() -> *mut PyThreadState;
@@ -69,7 +70,7 @@ extern "C" {
 /// candidate on) for a GIL build and both fields lie inside the interpreter
 /// state (which is inside `_PyRuntime`).
 #[cfg(not(any(pyalloc_py316, pyalloc_free_threaded)))]
-pub(super) fn main_gil_words(main: *mut PyInterpreterState) -> Option<GilWords> {
+pub(super) fn main_gil_words(_gil: &MainGil) -> Option<GilWords> {
     // SAFETY: `_PyRuntime` is a static of libpython, initialised at load
     // time, and on 3.13-3.15 it begins with this table (the version is
     // checked below before any offset is used; the prefix read is far
@@ -91,7 +92,7 @@ pub(super) fn main_gil_words(main: *mut PyInterpreterState) -> Option<GilWords> 
     if !inside(locked, 4) || !inside(last_holder, 8) {
         return None;
     }
-    let main = main.cast::<u8>();
+    let main = super::main_interpreter::main_interpreter().cast::<u8>();
     Some(GilWords {
         locked: main.wrapping_add(usize::try_from(locked).ok()?).cast(),
         last_holder: main.wrapping_add(usize::try_from(last_holder).ok()?).cast(),
@@ -102,6 +103,6 @@ pub(super) fn main_gil_words(main: *mut PyInterpreterState) -> Option<GilWords> 
 /// free-threaded builds (no GIL to read): no quick "no".
 #[cfg(any(pyalloc_py316, pyalloc_free_threaded))]
 #[inline]
-pub(super) fn main_gil_words(_main: *mut PyInterpreterState) -> Option<GilWords> {
+pub(super) fn main_gil_words(_gil: &MainGil) -> Option<GilWords> {
     None
 }

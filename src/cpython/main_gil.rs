@@ -3,9 +3,9 @@
 //! interpreter, and two loads with no call say so (this module's confirmed
 //! pointer, then the GIL's `locked` word). They replace the call into
 //! libpython that reads the attached thread state (from 3.12 a thread-local
-//! that a shared libpython reads through `__tls_get_addr`: about 1.5 ns of a
-//! 8-9 ns private allocation and free; on 3.11 a read of the process-wide
-//! holder, behind a call). When the word reads 1 (some thread holds the GIL,
+//! that a shared libpython reads through `__tls_get_addr`, a large share of
+//! a private allocation's cost; on 3.11 a read of the process-wide holder,
+//! behind a call). When the word reads 1 (some thread holds the GIL,
 //! this one or another; on 3.11 also after `Py_FinalizeEx`, which never
 //! drops it), the full check in `attached_*.rs` answers.
 //!
@@ -37,18 +37,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, Ordering::Relaxed};
 
-use pyo3_ffi::{PyInterpreterState, PyThreadState};
-
-/// Two fields of the main interpreter's GIL (`struct _gil_runtime_state`),
-/// as a version shim finds them. Both lie in libpython's static memory
-/// (`_PyRuntime`, which holds the main interpreter from 3.11 on), so they
-/// are never freed or moved, not even by `Py_FinalizeEx`.
-pub(super) struct GilWords {
-    /// `locked`, an `int`: 1 while some thread holds the GIL.
-    pub(super) locked: *const AtomicI32,
-    /// `last_holder`: the thread state that took the GIL last.
-    pub(super) last_holder: *const AtomicPtr<PyThreadState>,
-}
+use super::token::MainGil;
 
 /// The main GIL's `locked` word once confirmed; NULL before, and for good
 /// where it is unknown or confirmation failed.
@@ -78,22 +67,19 @@ pub(super) fn certainly_not_held() -> bool {
     quick
 }
 
-/// Confirms the GIL's place the first times a thread is found attached to
-/// the main interpreter. One relaxed load once confirmed or given up.
+/// Confirms the GIL's place the first times a thread holding the main GIL
+/// allocates. One relaxed load once confirmed or given up.
 #[inline]
-pub(super) fn confirm_once(main: *mut PyInterpreterState, tstate: *mut PyThreadState) {
+pub(super) fn confirm_once(gil: &MainGil) {
     if TRIED.load(Relaxed) < ATTEMPTS {
-        confirm(main, tstate);
+        confirm(gil);
     }
 }
 
-/// # The caller
-/// is attached to the main interpreter `main` with `tstate`: it holds the
-/// main GIL (GIL builds; free-threaded shims find no words), which also
-/// serialises calls here.
+/// Holding the main GIL (`gil`) also serialises calls here.
 #[cold]
-fn confirm(main: *mut PyInterpreterState, tstate: *mut PyThreadState) {
-    let Some(words) = super::attached::main_gil_words(main) else {
+fn confirm(gil: &MainGil) {
+    let Some(words) = super::attached::main_gil_words(gil) else {
         TRIED.store(ATTEMPTS, Relaxed);
         return;
     };
@@ -105,7 +91,7 @@ fn confirm(main: *mut PyInterpreterState, tstate: *mut PyThreadState) {
     // promise, `GilWords`), aligned as checked above. CPython writes both
     // fields atomically while threads run; they are read atomically here.
     let (locked, last_holder) = unsafe { (&*words.locked, &*words.last_holder) };
-    if locked.load(Relaxed) == 1 && last_holder.load(Relaxed) == tstate {
+    if locked.load(Relaxed) == 1 && last_holder.load(Relaxed) == gil.thread_state() {
         LOCKED.store(words.locked.cast_mut(), Relaxed);
         TRIED.store(ATTEMPTS, Relaxed);
     } else {

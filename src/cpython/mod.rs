@@ -7,16 +7,21 @@
 //! the cfgs that `build.rs` derives from pyo3-ffi's interpreter config.
 //! Allocation asks a cheaper question first (`main_gil.rs`): does any thread
 //! hold the main GIL? While none does, the answer is "not attached" without
-//! a call into libpython. `gil_3_11.rs` is the GIL's struct as 3.11 and 3.12
-//! share it.
+//! a call into libpython. `main_interpreter.rs` holds where the main
+//! interpreter and its GIL's words are; `gil_3_11_3_12.rs` is the GIL's
+//! struct as 3.11 and 3.12 share it.
 //!
 //! A false "attached to the main interpreter" would call `PyMem_*` without
 //! the GIL and corrupt the heap; a false "not attached" only sends a block to
 //! the private family. So every answer here errs towards "not attached".
+//!
+//! The answer carries the proof: [`MainGil`] and [`Attached`] (`token.rs`)
+//! are made here and nowhere else, and every function that needs the GIL takes one, so the
+//! GIL argument is made once, in `attached_interpreter`. Asking changes
+//! nothing; confirming the quick read is a separate step
+//! (`confirm_quick_read`) that the allocation path takes.
 
 use core::ffi::c_int;
-use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 use pyo3_ffi::{PyInterpreterState, PyThreadState};
 
@@ -25,11 +30,15 @@ use pyo3_ffi::{PyInterpreterState, PyThreadState};
 #[cfg_attr(pyalloc_py313, path = "attached_3_13.rs")]
 mod attached;
 #[cfg(not(pyalloc_py313))]
-mod gil_3_11;
+mod gil_3_11_3_12;
 mod main_gil;
+mod main_interpreter;
+mod token;
+
+use main_interpreter::main_interpreter;
+pub(crate) use token::{Attached, MainGil};
 
 extern "C" {
-    fn PyInterpreterState_Main() -> *mut PyInterpreterState;
     #[cfg(pyalloc_py316)]
     fn PyThreadState_GetInterpreter(tstate: *mut PyThreadState) -> *mut PyInterpreterState;
     fn Py_AtExit(func: extern "C" fn()) -> c_int;
@@ -45,34 +54,43 @@ pub(crate) fn interpreter_running() -> bool {
     unsafe { Py_IsInitialized() != 0 }
 }
 
-/// The interpreter the calling thread is attached to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The interpreter the calling thread is attached to, with the proof.
 pub(crate) enum Interpreter {
+    /// The main interpreter: `PyMem_*` reaches the main heap.
+    Main(MainGil),
+    /// A subinterpreter, whose heap may be its own (3.12+, own obmalloc).
+    Subinterpreter(Attached),
     /// None: the GIL is released, the thread never had a thread state, or
     /// there is no interpreter (before `Py_Initialize`, after `Py_FinalizeEx`).
     None,
-    /// The main interpreter: `PyMem_*` reaches the main heap.
-    Main,
-    /// A subinterpreter, whose heap may be its own (3.12+, own obmalloc).
-    Other,
 }
 
-/// Which interpreter the calling thread is attached to. Never uses
-/// `PyGILState_Check`, which answers 1 before `Py_Initialize` and, once a
-/// subinterpreter has existed, on every thread.
+/// Which interpreter the calling thread is attached to; changes nothing.
+/// Never uses `PyGILState_Check`, which answers 1 before `Py_Initialize`
+/// and, once a subinterpreter has existed, on every thread.
 #[inline]
 pub(crate) fn attached_interpreter() -> Interpreter {
     let tstate = attached::thread_state();
     if tstate.is_null() {
         return Interpreter::None;
     }
-    let main = main_interpreter();
-    if interpreter_of(tstate) == main {
-        main_gil::confirm_once(main, tstate);
-        Interpreter::Main
+    if interpreter_of(tstate) == main_interpreter() {
+        // SAFETY: the version shim found this thread attached with `tstate`
+        // (see `attached::thread_state`), to the main interpreter; nothing
+        // inside pyalloc detaches it.
+        Interpreter::Main(unsafe { MainGil::new_unchecked(tstate) })
     } else {
-        Interpreter::Other
+        // SAFETY: as above, to another interpreter.
+        Interpreter::Subinterpreter(unsafe { Attached::new_unchecked(tstate) })
     }
+}
+
+/// Confirms where the main GIL's `locked` word is, the first times a thread
+/// holding the main GIL allocates (`main_gil.rs`): one relaxed load once
+/// confirmed or given up.
+#[inline]
+pub(crate) fn confirm_quick_read(gil: &MainGil) {
+    main_gil::confirm_once(gil);
 }
 
 /// True when the calling thread is certainly not attached to the main
@@ -136,36 +154,15 @@ fn interpreter_of(tstate: *mut PyThreadState) -> *mut PyInterpreterState {
     unsafe { PyThreadState_GetInterpreter(tstate) }
 }
 
-/// The main interpreter. From 3.11 it is a static inside `_PyRuntime`
-/// (`_main_interpreter`), so its address never changes, not even across
-/// `Py_FinalizeEx` and a new `Py_Initialize`: cached once known.
-#[inline]
-fn main_interpreter() -> *mut PyInterpreterState {
-    static MAIN: AtomicPtr<PyInterpreterState> = AtomicPtr::new(ptr::null_mut());
-    let cached = MAIN.load(Relaxed);
-    if !cached.is_null() {
-        return cached;
-    }
-    // SAFETY: only reads the runtime's pointer; callable at any time.
-    let main = unsafe { PyInterpreterState_Main() };
-    MAIN.store(main, Relaxed);
-    main
-}
-
 /// Registers `func` to run at the end of `Py_FinalizeEx`; false when
-/// CPython's table of such functions (32 entries) is full, or when the
-/// shared library holding this copy of pyalloc cannot be kept loaded (a
-/// `dlclose` would leave CPython calling unmapped code).
+/// CPython's table of such functions (32 entries) is full.
 ///
 /// # Safety
-/// The calling thread is attached to the main interpreter: that serialises
-/// the call with every other `Py_AtExit` caller on 3.11 (3.12+ lock).
-pub(crate) unsafe fn at_exit(func: extern "C" fn()) -> bool {
-    if !crate::sys::pin_this_object() {
-        return false;
-    }
-    // SAFETY: the caller is attached to the main interpreter (its promise);
-    // `func` is a plain function of an object that stays loaded (pinned
-    // above) for the process.
+/// `func`'s code stays loaded for the rest of the process (a `dlclose`
+/// would leave CPython calling unmapped memory): `sys::pin_this_object`.
+pub(crate) unsafe fn at_exit(_gil: &MainGil, func: extern "C" fn()) -> bool {
+    // SAFETY: the token proves the main interpreter's GIL, which serialises
+    // the call with every other `Py_AtExit` caller on 3.11 (3.12+ lock);
+    // `func` stays loaded (the caller's promise).
     unsafe { Py_AtExit(func) == 0 }
 }

@@ -10,14 +10,13 @@
 //! address space, which fails under `ulimit -v`.
 //!
 //! In front of it, each thread keeps a cache of the blocks it freed
-//! (`thread_cache.rs`).
+//! (`thread_cache.rs`; `backend.rs` puts it there).
 
 use core::ffi::{c_int, c_long, c_void};
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use libmimalloc_sys::{mi_free, mi_malloc, mi_realloc, mi_zalloc};
 
-use super::thread_cache;
 use crate::sys;
 
 extern "C" {
@@ -62,11 +61,6 @@ pub(super) fn bypassed() -> bool {
 /// NULL on failure.
 #[inline]
 pub(super) fn allocate(total: usize, zeroed: bool) -> *mut u8 {
-    if !zeroed {
-        if let Some(block) = thread_cache::take(total) {
-            return block;
-        }
-    }
     // SAFETY: mimalloc accepts any size and returns NULL on failure; blocks
     // of 16 bytes or more are 16-aligned (MI_MAX_ALIGN_SIZE).
     unsafe {
@@ -85,25 +79,6 @@ pub(super) fn allocate(total: usize, zeroed: bool) -> *mut u8 {
 pub(super) unsafe fn resize(start: *mut u8, total: usize) -> *mut u8 {
     // SAFETY: a live mimalloc block; on failure mimalloc leaves it as is.
     unsafe { mi_realloc(start.cast(), total).cast() }
-}
-
-/// Frees a block, into this thread's cache when it has room. `total`, when
-/// known, is a lower bound of its size.
-///
-/// # Safety
-/// `start` is a live block from this backend, not used afterwards.
-#[inline]
-pub(super) unsafe fn release(start: *mut u8, total: Option<usize>) {
-    let capacity = match total {
-        Some(total) => total,
-        // SAFETY: a live mimalloc block.
-        None => unsafe { mi_usable_size(start.cast()) },
-    };
-    // SAFETY: a live block of at least `capacity` (> 32) bytes, given up.
-    if !unsafe { thread_cache::keep(start, capacity) } {
-        // SAFETY: as above, not kept.
-        unsafe { free(start) }
-    }
 }
 
 /// The bytes a live block can hold.

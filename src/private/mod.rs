@@ -27,12 +27,10 @@
 //! layout of the two words, of `Owner`, and the cookie (`cookie.rs`) are the
 //! cross-copy ABI, version 1: later releases must keep them.
 
+mod backend;
 mod cookie;
 mod mapped;
 #[cfg(feature = "mimalloc")]
-mod mimalloc;
-#[cfg(not(feature = "mimalloc"))]
-#[path = "no_mimalloc.rs"]
 mod mimalloc;
 mod system;
 #[cfg(feature = "mimalloc")]
@@ -42,28 +40,21 @@ mod tracemalloc;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::Acquire, Ordering::Release};
 
+#[cfg(feature = "mimalloc")]
+use backend::LARGE;
+use backend::{Backend, SLACK};
+
 use crate::stats::{self, Hot};
 use crate::sys;
 
-#[cfg(feature = "mimalloc")]
-pub(crate) use thread_cache::thread_exits;
 pub use tracemalloc::TRACEMALLOC_DOMAIN;
 
-/// The bytes a backend block holds beyond the user's: the two words and up
-/// to 16 bytes to reach 16 mod 32.
-const SLACK: usize = 32;
 /// Owner-word flags (this copy's own): the backend block starts 32 bytes
-/// before the user pointer rather than 16; it is a system allocator block;
-/// it is a mapping of its own (`mapped.rs`); tracemalloc traces it
-/// (`tracemalloc.rs`). Other copies mask all four off (`OWNER_FLAGS`).
+/// before the user pointer rather than 16; tracemalloc traces it
+/// (`tracemalloc.rs`); and, in bits 2 and 4, which backend made it
+/// (`backend.rs`). Other copies mask all four off (`OWNER_FLAGS`).
 const STARTS_32_BEFORE: usize = 1;
-const SYSTEM_BLOCK: usize = 2;
-const MAPPED_BLOCK: usize = 4;
 const TRACKED: usize = 8;
-const BACKENDS: usize = SYSTEM_BLOCK | MAPPED_BLOCK;
-/// With mimalloc as the backend, blocks above this (1 MiB of user bytes)
-/// are mappings of their own, never cached: unmapped when freed.
-const LARGE: usize = (1 << 20) + SLACK;
 const OWNER_FLAGS: usize = 0xf;
 /// `Owner::magic` of ABI version 1: "pyalloc\x01".
 const OWNER_MAGIC: u64 = u64::from_le_bytes(*b"pyalloc\x01");
@@ -111,24 +102,11 @@ pub(crate) fn tracemalloc_tracking() -> bool {
 /// race here do the same, idempotent work.
 #[cold]
 fn set_up() -> usize {
-    mimalloc::configure();
+    backend::configure();
     tracemalloc::configure();
     let cookie = cookie::derive();
     COOKIE.store(cookie, Release);
     cookie
-}
-
-/// A fresh backend block of `total` bytes and the owner-word flag that says
-/// which backend made it.
-#[inline]
-fn backend_allocate(total: usize, zeroed: bool) -> (*mut u8, usize) {
-    if !mimalloc::bypassed() {
-        if total > LARGE {
-            return (mapped::allocate(total, zeroed), MAPPED_BLOCK);
-        }
-        return (mimalloc::allocate(total, zeroed), 0);
-    }
-    (system::allocate(total, zeroed), SYSTEM_BLOCK)
 }
 
 /// A pointer known to be a private block (its check word matched).
@@ -157,8 +135,7 @@ pub(crate) unsafe fn classify(p: *mut u8) -> Option<PrivateBlock> {
 
 /// Reads the owner and check words before `p`. Volatile, because for a
 /// block of another allocator these bytes are not the block's: no optimiser
-/// may reason about them. Inlined (an out-of-line call costs the free path
-/// a nanosecond), but valgrind, which reports the read for a `malloc` block,
+/// may reason about them. Inlined (it is on every free path), but valgrind, which reports the read for a `malloc` block,
 /// still sees this function in the debug information's inline records:
 /// `c_tests/valgrind-python.supp` suppresses exactly this read, in a build
 /// with debug information (pyalloc's profiles keep it).
@@ -203,7 +180,8 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
         return ptr::null_mut();
     };
     let cookie = cookie();
-    let (start, backend) = backend_allocate(total, zeroed);
+    let backend = Backend::for_new(total);
+    let start = backend.allocate(total, zeroed);
     if start.is_null() {
         return ptr::null_mut();
     }
@@ -236,18 +214,18 @@ unsafe fn traced(user: *mut u8, size: usize, cookie: usize) -> *mut u8 {
 }
 
 /// Places the user pointer at 16 mod 32 inside a fresh (or just resized)
-/// backend block and writes its two words, the owner word carrying the
-/// `backend` flag. Returns the user pointer.
+/// backend block and writes its two words, the owner word naming
+/// `backend`. Returns the user pointer.
 ///
 /// # Safety
-/// `start` is a live backend block of at least `SLACK + 1` bytes.
+/// `start` is a live block of `backend`, of at least `SLACK + 1` bytes.
 #[inline]
-unsafe fn mark(start: *mut u8, backend: usize, cookie: usize) -> *mut u8 {
+unsafe fn mark(start: *mut u8, backend: Backend, cookie: usize) -> *mut u8 {
     let start = sys::checked_alignment(start, 16, "the private heap");
     let offset = user_offset(start);
     let placement = if offset == 32 { STARTS_32_BEFORE } else { 0 };
     let user = start.wrapping_add(offset);
-    let owner_word = ptr::addr_of!(OWNER) as usize | placement | backend;
+    let owner_word = ptr::addr_of!(OWNER) as usize | placement | backend.flag();
     // SAFETY: `offset <= SLACK`, so both words lie inside the block, 8-aligned.
     unsafe {
         user.sub(16).cast::<usize>().write(owner_word);
@@ -303,9 +281,9 @@ impl PrivateBlock {
         self.user.wrapping_sub(offset)
     }
 
-    /// The owner-word flag of the backend that made the block.
-    fn backend(self) -> usize {
-        self.owner_word & BACKENDS
+    /// The backend that made the block.
+    fn backend(self) -> Backend {
+        Backend::of(self.owner_word)
     }
 
     /// Unregisters the block from tracemalloc if it was registered: before
@@ -319,7 +297,10 @@ impl PrivateBlock {
     }
 
     /// Clears the check word: freed memory must never keep a valid mark.
-    fn unmark(self) {
+    ///
+    /// # Safety
+    /// The block is live.
+    unsafe fn unmark(self) {
         // SAFETY: the check word lies inside the live backend block.
         unsafe { self.user.sub(8).cast::<usize>().write(0) };
     }
@@ -336,19 +317,14 @@ impl PrivateBlock {
             Some(owner) => unsafe { (owner.release)(self.user) },
             None => {
                 self.untrace();
-                self.unmark();
+                // SAFETY: the block is live (this function's own contract).
+                unsafe { self.unmark() };
                 // A live block's size cannot overflow, and an unchecked add
                 // keeps the free path free of a branch to `mi_usable_size`.
                 let total = size.map(|size| size.max(1) + SLACK);
                 // SAFETY: this copy's backend block, given up by the caller,
                 // released by the backend that made it.
-                unsafe {
-                    match self.backend() {
-                        SYSTEM_BLOCK => system::release(self.start(), total),
-                        MAPPED_BLOCK => mapped::release(self.start()),
-                        _ => mimalloc::release(self.start(), total),
-                    }
-                }
+                unsafe { self.backend().release(self.start(), total) }
                 stats::bump(Hot::PrivateFrees);
             }
         }
@@ -373,22 +349,18 @@ impl PrivateBlock {
         // stays valid untraced (its mark is rewritten without `TRACKED`, or
         // kept, when untracking it again does nothing).
         self.untrace();
-        if self.backend() == 0 && total > LARGE {
+        #[cfg(feature = "mimalloc")]
+        if self.backend() == Backend::Mimalloc && total > LARGE {
             // SAFETY: as the caller promises.
             return unsafe { self.grow_out_of_mimalloc(old_size, new_size, total) };
         }
         let old_offset = self.user as usize - self.start() as usize;
         let cookie = cookie();
-        self.unmark();
+        // SAFETY: the block is live (this function's own contract).
+        unsafe { self.unmark() };
         // SAFETY: this copy's live backend block, resized by the backend
         // that made it.
-        let start = unsafe {
-            match self.backend() {
-                SYSTEM_BLOCK => system::resize(self.start(), total),
-                MAPPED_BLOCK => mapped::resize(self.start(), total),
-                _ => mimalloc::resize(self.start(), total),
-            }
-        };
+        let start = unsafe { self.backend().resize(self.start(), total) };
         if start.is_null() {
             // SAFETY: the block is unchanged; restore its mark.
             unsafe { mark(self.start(), self.backend(), cookie) };
@@ -409,6 +381,7 @@ impl PrivateBlock {
     }
 }
 
+#[cfg(feature = "mimalloc")]
 impl PrivateBlock {
     /// A mimalloc block resized above `LARGE`: moved into a mapping of its
     /// own (as `allocate` would have made it), its first
@@ -419,24 +392,25 @@ impl PrivateBlock {
     #[cold]
     unsafe fn grow_out_of_mimalloc(self, old_size: Option<usize>, new_size: usize, total: usize) -> *mut u8 {
         let cookie = cookie();
-        let start = mapped::allocate(total, false);
+        let start = Backend::Mapped.allocate(total, false);
         if start.is_null() {
             return ptr::null_mut();
         }
         // SAFETY: a fresh mapped block of `total` bytes, then the block just
         // marked, of `new_size` user bytes.
-        let user = unsafe { traced(mark(start, MAPPED_BLOCK, cookie), new_size, cookie) };
+        let user = unsafe { traced(mark(start, Backend::Mapped, cookie), new_size, cookie) };
         let old_capacity = self.user as usize - self.start() as usize;
         // SAFETY: a live mimalloc block; its usable size bounds its user bytes.
-        let old_capacity = unsafe { mimalloc::usable_size(self.start()) } - old_capacity;
+        let old_capacity = unsafe { Backend::Mimalloc.usable_size(self.start()) } - old_capacity;
         let kept = old_size.unwrap_or(old_capacity).min(new_size);
-        self.unmark();
+        // SAFETY: the block is live (this function's own contract).
+        unsafe { self.unmark() };
         // SAFETY: `kept` bytes are readable in the old block and writable
         // in the new one (`kept <= new_size`); the blocks are distinct. The
         // old block is then given up, as `realloc` does.
         unsafe {
             ptr::copy_nonoverlapping(self.user, user, kept);
-            mimalloc::release(self.start(), None);
+            Backend::Mimalloc.release(self.start(), None);
         }
         user
     }

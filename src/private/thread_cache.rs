@@ -1,27 +1,26 @@
 //! Each thread's cache of private blocks it freed, in front of mimalloc:
 //! power-of-two size classes, each a list threaded through the free blocks
-//! themselves. A thread keeps at most `BUDGET` bytes, or one block of up to
-//! `LARGEST` (1 MiB of user bytes); a block that does not fit empties the cache first (the thread
+//! themselves. A thread keeps at most `BUDGET` bytes, or one larger block
+//! alone (the backend offers none above `backend::LARGE`, 1 MiB of user
+//! bytes); a block that does not fit empties the cache first (the thread
 //! has moved on to other sizes).
 //!
 //! mimalloc 2 retires a page that becomes empty, and gives its pages back to
 //! their segment when several empty at once; the next allocation of that
-//! size builds them again (5 ns to 1 us a block: a large page's segment
-//! metadata is rebuilt each time). A thread that frees and then allocates the
+//! size builds them again (for a large page, its segment metadata is
+//! rebuilt each time). A thread that frees and then allocates the
 //! same sizes, one at a time or in batches, would pay it again and again; the
 //! cache hands the blocks back instead. A thread's cache is emptied into
-//! mimalloc when the thread exits (`thread_exit.rs`), and from then on it
+//! mimalloc when the thread exits (`sys/thread_exit.rs`), and from then on it
 //! keeps nothing.
 
 use core::cell::Cell;
 use core::ptr;
 
+use crate::sys::thread_exit::{self, Keeper};
+
 /// The most bytes a thread keeps in several blocks.
 const BUDGET: usize = 1 << 20;
-/// The largest block a thread keeps (alone): 1 MiB of user bytes and the
-/// block's 32 bytes of mark. Larger private blocks are mappings of their own
-/// (`mapped.rs`), never cached.
-const LARGEST: usize = super::LARGE;
 /// Classes: blocks of (2^(k-1), 2^k] bytes, for k up to `CLASSES - 1`.
 const CLASSES: usize = 25;
 /// `HELD` once the thread's locals are being torn down: keep nothing more.
@@ -42,8 +41,8 @@ thread_local! {
     static HELD: Cell<usize> = const { Cell::new(0) };
 }
 
-/// The thread is exiting (`thread_exit.rs`): empties the cache, for good.
-pub(crate) fn thread_exits() {
+/// The thread is exiting (`sys/thread_exit.rs`): empties the cache, for good.
+fn thread_exits() {
     HELD.with(|held| held.set(GONE));
     empty();
 }
@@ -78,11 +77,11 @@ fn class(size: usize) -> usize {
 #[inline]
 pub(super) fn take(total: usize) -> Option<*mut u8> {
     let held = HELD.with(Cell::get);
-    if held == 0 || held == GONE || total > LARGEST {
+    if held == 0 || held == GONE {
         return None;
     }
     HEADS.with(|heads| {
-        let head = &heads[class(total)];
+        let head = heads.get(class(total))?;
         let entry = head.get();
         // SAFETY: a non-NULL head is a free block this cache owns, holding an
         // Entry written by `keep`.
@@ -104,18 +103,19 @@ pub(super) fn take(total: usize) -> Option<*mut u8> {
 ///
 /// # Safety
 /// `block` is a live mimalloc block of at least `capacity` (>= 16) bytes
-/// that the caller gives up.
+/// that the caller gives up; `capacity` is at most `backend::LARGE` (the
+/// cache's promise to keep little: `sys/thread_exit.rs`).
 #[inline]
 pub(super) unsafe fn keep(block: *mut u8, capacity: usize) -> bool {
     let mut held = HELD.with(Cell::get);
-    if held == GONE || capacity > LARGEST {
+    if held == GONE || class(capacity) >= CLASSES {
         return false;
     }
     if held + capacity > BUDGET && held > 0 {
         empty();
         held = 0;
     }
-    if held == 0 && !crate::thread_exit::watched() {
+    if held == 0 && !thread_exit::watched(Keeper::Cache, thread_exits) {
         return false;
     }
     HEADS.with(|heads| {

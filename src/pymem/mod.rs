@@ -1,63 +1,25 @@
 //! The PyMem heap: `PyMem_Malloc` and friends, behind the proof that the
-//! calling thread may use them.
-//!
-//! An [`Attached`] token proves the calling thread is attached to an
-//! interpreter (holds its GIL), so `PyMem_*` reach that interpreter's heap;
-//! a [`MainGil`] proves the interpreter is the main one. Only
-//! `family::caller()` makes them, after asking the CPython shims; the
-//! functions here take them as arguments, so none of their callers repeats
-//! the GIL argument. The tokens are neither `Send` nor `Sync`: the proof
-//! holds for the thread that checked, while it stays in the allocator.
+//! calling thread may use them (the CPython shims' tokens: [`Attached`] for
+//! an interpreter's heap, [`MainGil`] for the main one), and the queue of
+//! main-interpreter blocks released where PyMem may not be called
+//! (`queue.rs`).
 
-use core::marker::PhantomData;
-use core::ops::Deref;
+pub(crate) mod queue;
+
 use core::ptr;
 
 use pyo3_ffi::{PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc};
 
+use crate::cpython::{Attached, MainGil};
 use crate::stats::{self, Hot};
 use crate::sys;
 
 /// Every PyMem block is at least 8-aligned in any working CPython (its own
 /// arrays of pointers live in them); pyalloc stops with a message rather
-/// than hand Rust a block that breaks that.
+/// than hand Rust a block that breaks that. Private blocks are 16-aligned,
+/// so this is also the largest alignment either family gives without a
+/// header (`family/overaligned.rs` builds larger ones).
 pub(crate) const ALIGN: usize = 8;
-
-/// Proof that the calling thread is attached to an interpreter.
-pub(crate) struct Attached {
-    _this_thread_only: PhantomData<*const ()>,
-}
-
-impl Attached {
-    /// # Safety
-    /// The calling thread is attached to an interpreter (holds its GIL) and
-    /// stays attached while the token lives.
-    pub(crate) unsafe fn new_unchecked() -> Self {
-        Attached {
-            _this_thread_only: PhantomData,
-        }
-    }
-}
-
-/// Proof that the calling thread is attached to the main interpreter.
-pub(crate) struct MainGil(Attached);
-
-impl MainGil {
-    /// # Safety
-    /// The calling thread is attached to the main interpreter and stays
-    /// attached while the token lives.
-    pub(crate) unsafe fn new_unchecked() -> Self {
-        // SAFETY: the main interpreter is an interpreter.
-        MainGil(unsafe { Attached::new_unchecked() })
-    }
-}
-
-impl Deref for MainGil {
-    type Target = Attached;
-    fn deref(&self) -> &Attached {
-        &self.0
-    }
-}
 
 /// `PyMem_Malloc(size)`, or `PyMem_Calloc(1, size)` when `zeroed`: a block
 /// C may `PyMem_Free`, seen by tracemalloc. NULL on failure.

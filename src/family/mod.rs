@@ -2,7 +2,7 @@
 //! place that reads a block's family back.
 //!
 //! - *pymem*: a thread attached to the main interpreter allocates with
-//!   `PyMem_Malloc`/`PyMem_Calloc` (`pymem.rs`). Headerless, so C may
+//!   `PyMem_Malloc`/`PyMem_Calloc` (`pymem/`). Headerless, so C may
 //!   `PyMem_Free` the block and tracemalloc attributes it to the Python line
 //!   that called in.
 //! - *private*: every other thread allocates from pyalloc's private heap
@@ -11,42 +11,24 @@
 //!
 //! A block's family is read back exactly from the pointer alone:
 //! `private::classify` recognises private blocks, and everything else is a
-//! PyMem block. This serves blocks of alignment up to 8 (every C API block,
-//! and most of Rust's); `overaligned.rs` builds larger alignments on top.
+//! PyMem block. This serves blocks of alignment up to `pymem::ALIGN` (every
+//! C API block, and most of Rust's); `overaligned.rs` builds larger
+//! alignments on top, and `handoff.rs` moves blocks between the families
+//! for the Rust and C hand-over functions.
+//!
+//! Who is calling is a question (`cpython::attached_interpreter`, which
+//! changes nothing). What a thread holding the main GIL does on the way in
+//! (`gil_entry`: free what others queued, track the interpreter's
+//! lifetime) is a step each entry point below takes by name.
+
+pub(crate) mod handoff;
+pub(crate) mod overaligned;
 
 use core::ptr;
-use core::sync::atomic::Ordering::Relaxed;
 
-use crate::cpython::{self, Interpreter};
-use crate::pymem::{self, Attached, MainGil};
-use crate::stats::REHOMED;
-use crate::{deferred, private};
-
-/// The largest alignment a block of either family has without a header:
-/// every PyMem block is 8-aligned, every private one 16.
-pub(crate) const HEADERLESS_ALIGN: usize = pymem::ALIGN;
-
-/// Who is calling pyalloc, with the proof that PyMem may be used where it may.
-pub(crate) enum Caller {
-    /// Attached to the main interpreter: PyMem reaches the main heap.
-    Main(MainGil),
-    /// Attached to a subinterpreter, whose heap may be its own.
-    Subinterpreter(Attached),
-    /// Attached to no interpreter: PyMem must not be called at all.
-    Detached,
-}
-
-impl Caller {
-    /// The token that reaches the heap of a PyMem block owned by `owner`,
-    /// when this caller may use that heap.
-    fn heap_of(&self, owner: PyMemOwner) -> Option<&Attached> {
-        match (self, owner) {
-            (Caller::Main(gil), _) => Some(gil),
-            (Caller::Subinterpreter(gil), PyMemOwner::CallingInterpreter) => Some(gil),
-            _ => None,
-        }
-    }
-}
+use crate::cpython::{self, Attached, Interpreter, MainGil};
+use crate::private;
+use crate::pymem::{self, queue};
 
 /// Whose PyMem heap a block that is not private belongs to, where the
 /// caller is attached to a subinterpreter.
@@ -59,37 +41,50 @@ pub(crate) enum PyMemOwner {
     CallingInterpreter,
 }
 
-/// Who is calling. The only place that makes the PyMem tokens; a thread
-/// attached to the main interpreter also does the deferred queue's
-/// housekeeping here, once per entry.
-#[inline]
-pub(crate) fn caller() -> Caller {
-    caller_and_collected().0
+/// The token that reaches the heap of a PyMem block owned by `owner`, when
+/// the calling thread may use that heap.
+fn heap_of(caller: &Interpreter, owner: PyMemOwner) -> Option<&Attached> {
+    match (caller, owner) {
+        (Interpreter::Main(gil), _) => Some(gil),
+        (Interpreter::Subinterpreter(gil), PyMemOwner::CallingInterpreter) => Some(gil),
+        _ => None,
+    }
 }
 
-/// As `caller`, with how many deferred blocks the housekeeping freed.
+/// Housekeeping of a thread holding the main GIL as it enters pyalloc:
+/// tracks this interpreter lifetime (once) and frees the blocks others
+/// queued (`pymem/queue.rs`); returns how many it freed. Two relaxed loads
+/// when there is nothing to do.
 #[inline]
-fn caller_and_collected() -> (Caller, usize) {
+fn gil_entry(gil: &MainGil) -> usize {
+    queue::on_gil_entry(gil)
+}
+
+/// The calling thread's proof that it holds the main GIL, after its entry
+/// housekeeping (`gil_entry`); None when it does not hold it.
+pub(crate) fn enter_with_main_gil() -> Option<MainGil> {
     match cpython::attached_interpreter() {
-        Interpreter::Main => {
-            // SAFETY: the shims found this thread attached to the main
-            // interpreter; nothing inside pyalloc detaches it.
-            let gil = unsafe { MainGil::new_unchecked() };
-            let freed = deferred::on_gil_entry(&gil);
-            (Caller::Main(gil), freed)
+        Interpreter::Main(gil) => {
+            gil_entry(&gil);
+            Some(gil)
         }
-        // SAFETY: the shims found this thread attached to an interpreter;
-        // nothing inside pyalloc detaches it.
-        Interpreter::Other => (Caller::Subinterpreter(unsafe { Attached::new_unchecked() }), 0),
-        Interpreter::None => (Caller::Detached, 0),
+        _ => None,
+    }
+}
+
+/// The entry housekeeping when `caller` holds the main GIL.
+#[inline]
+fn gil_entry_if_held(caller: &Interpreter) {
+    if let Interpreter::Main(gil) = caller {
+        gil_entry(gil);
     }
 }
 
 /// Frees the deferred blocks of the current lifetime; how many. 0 unless the
 /// caller is attached to the main interpreter.
 pub(crate) fn collect() -> usize {
-    match caller_and_collected() {
-        (Caller::Main(gil), freed) => freed + deferred::drain(&gil),
+    match cpython::attached_interpreter() {
+        Interpreter::Main(gil) => gil_entry(&gil) + queue::drain(&gil),
         _ => 0,
     }
 }
@@ -102,8 +97,12 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
     if cpython::certainly_not_attached_to_main() {
         return private::allocate(size, zeroed);
     }
-    match caller() {
-        Caller::Main(gil) => pymem::allocate(&gil, size, zeroed),
+    match cpython::attached_interpreter() {
+        Interpreter::Main(gil) => {
+            cpython::confirm_quick_read(&gil);
+            gil_entry(&gil);
+            pymem::allocate(&gil, size, zeroed)
+        }
         _ => private::allocate(size, zeroed),
     }
 }
@@ -115,18 +114,7 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
 #[inline]
 pub(crate) unsafe fn is_pymem(block: *mut u8) -> bool {
     // SAFETY: a live block, as the caller promises (NULL is not read).
-    !block.is_null()
-        && block as usize % HEADERLESS_ALIGN == 0
-        && unsafe { private::classify(block) }.is_none()
-}
-
-/// Whether `block` is a private block made by this copy of pyalloc.
-///
-/// # Safety
-/// `block` is a live block of some allocator.
-pub(crate) unsafe fn is_own_private(block: *mut u8) -> bool {
-    // SAFETY: as the caller promises.
-    unsafe { private::is_own(block) }
+    !block.is_null() && block as usize % pymem::ALIGN == 0 && unsafe { private::classify(block) }.is_none()
 }
 
 /// Releases a block of either family, from any thread. `size`, when known, is
@@ -152,12 +140,14 @@ pub(crate) unsafe fn release(block: *mut u8, size: Option<usize>, owner: PyMemOw
 /// # Safety
 /// As `release`, for a block known to be PyMem.
 pub(crate) unsafe fn release_pymem(block: *mut u8, size: Option<usize>, owner: PyMemOwner) {
-    match caller().heap_of(owner) {
+    let caller = cpython::attached_interpreter();
+    gil_entry_if_held(&caller);
+    match heap_of(&caller, owner) {
         // SAFETY: a block of the heap the token reaches (`owner` says whose
         // it is), given up by the caller.
         Some(gil) => unsafe { pymem::release(gil, block) },
         // SAFETY: a main-interpreter block (the caller's promise), given up.
-        None => unsafe { deferred::defer(block, size) },
+        None => unsafe { queue::defer(block, size) },
     }
 }
 
@@ -180,7 +170,9 @@ pub(crate) unsafe fn resize(
         // SAFETY: a live private block, as the caller promises.
         return unsafe { private.resize(old_size, new_size) };
     }
-    match caller().heap_of(owner) {
+    let caller = cpython::attached_interpreter();
+    gil_entry_if_held(&caller);
+    match heap_of(&caller, owner) {
         // SAFETY: a live block of the heap the token reaches.
         Some(gil) => unsafe { pymem::resize(gil, block, new_size) },
         None => {
@@ -194,49 +186,10 @@ pub(crate) unsafe fn resize(
                 // PyMem block (the caller's promise), given up here.
                 unsafe {
                     ptr::copy_nonoverlapping(block, moved, old_size.min(new_size));
-                    deferred::defer(block, Some(old_size));
+                    queue::defer(block, Some(old_size));
                 }
             }
             moved
         }
     }
-}
-
-/// A block C may `PyMem_Free` holding the first `len` bytes of `block`:
-/// `block` itself when it is a PyMem block, otherwise a copy (`pymem_copy`),
-/// and the private block is released. NULL when out of memory, `block`
-/// untouched.
-///
-/// # Safety
-/// `block` is a live block of pyalloc or PyMem holding at least `len` bytes;
-/// on a non-NULL result other than `block`, it is not used afterwards.
-pub(crate) unsafe fn into_pymem(gil: &MainGil, block: *mut u8, len: usize) -> *mut u8 {
-    // SAFETY: a live block, as the caller promises.
-    let Some(private) = (unsafe { private::classify(block) }) else {
-        return block;
-    };
-    // SAFETY: `block` holds at least `len` bytes (the caller's promise).
-    let copy = unsafe { pymem_copy(gil, block, len) };
-    if !copy.is_null() {
-        // SAFETY: the private block is given up once it is copied.
-        unsafe { private.release(Some(len)) };
-    }
-    copy
-}
-
-/// A new PyMem block holding a copy of `len` bytes at `source`, counted as
-/// re-homed (a block C can `PyMem_Free`, made from one it could not); NULL
-/// when out of memory.
-///
-/// # Safety
-/// `source` is readable for `len` bytes.
-pub(crate) unsafe fn pymem_copy(gil: &MainGil, source: *const u8, len: usize) -> *mut u8 {
-    let copy = pymem::allocate(gil, len, false);
-    if !copy.is_null() {
-        // SAFETY: `copy` is a fresh block of `len` bytes; `source` is
-        // readable for `len` (the caller's promise) and not part of it.
-        unsafe { ptr::copy_nonoverlapping(source, copy, len) };
-        REHOMED.fetch_add(1, Relaxed);
-    }
-    copy
 }

@@ -4,9 +4,13 @@
 //! through `std::alloc::System` because the C API frees blocks whose size it
 //! does not know, and because this code runs inside the global allocator.
 
+mod kept_answer;
+pub(crate) mod thread_exit;
+
+pub(crate) use kept_answer::KeptAnswer;
+
 use core::ffi::CStr;
 use core::ffi::{c_char, c_int, c_ulong, c_void};
-use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 compile_error!("pyalloc supports 64-bit Linux: its private blocks rely on getauxval(AT_RANDOM) and 16-byte malloc alignment");
@@ -117,18 +121,8 @@ pub(crate) fn process_random_bytes() -> Option<[u8; 16]> {
 /// again with that flag (the handle is kept on purpose). False, and nothing
 /// changed, when the object cannot be found or reopened.
 pub(crate) fn pin_this_object() -> bool {
-    const UNKNOWN: u8 = 0;
-    const PINNED: u8 = 1;
-    const UNPINNABLE: u8 = 2;
-    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
-    match STATE.load(Relaxed) {
-        PINNED => return true,
-        UNPINNABLE => return false,
-        _ => {}
-    }
-    let pinned = pin_object_of(pin_this_object as *const c_void);
-    STATE.store(if pinned { PINNED } else { UNPINNABLE }, Relaxed);
-    pinned
+    static PINNED: KeptAnswer = KeptAnswer::new();
+    PINNED.get(|| Some(pin_object_of(pin_this_object as *const c_void)))
 }
 
 fn pin_object_of(code: *const c_void) -> bool {

@@ -11,7 +11,8 @@
 
 use core::ptr;
 
-use crate::family::{self, PyMemOwner};
+use super::PyMemOwner;
+use crate::pymem;
 use crate::sys;
 
 #[repr(C)]
@@ -29,13 +30,17 @@ fn inner_size(size: usize, align: usize) -> Option<usize> {
     size.checked_add(align)?.checked_add(HEADER)
 }
 
-/// A block of `size` bytes aligned to `align` (a power of two above 8), in
-/// the family the caller may use; zero-filled when `zeroed`. NULL on failure.
+/// A block of `size` bytes aligned to `align`, in the family the caller
+/// may use; zero-filled when `zeroed`. NULL on failure, and for an `align`
+/// that is not a power of two above 8 (`Layout` never gives one).
 pub(crate) fn allocate(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    if !align.is_power_of_two() || align <= pymem::ALIGN {
+        return ptr::null_mut();
+    }
     let Some(total) = inner_size(size, align) else {
         return ptr::null_mut();
     };
-    let inner = family::allocate(total, zeroed);
+    let inner = super::allocate(total, zeroed);
     if inner.is_null() {
         return ptr::null_mut();
     }
@@ -69,7 +74,7 @@ pub(crate) unsafe fn release(block: *mut u8, size: usize, align: usize) {
     }
     // SAFETY: the inner block is live and at least `inner_size` long; Rust's
     // blocks are never another interpreter's.
-    unsafe { family::release(header.inner, inner_size(size, align), PyMemOwner::MainInterpreter) }
+    unsafe { super::release(header.inner, inner_size(size, align), PyMemOwner::MainInterpreter) }
 }
 
 /// Moves an over-aligned block to a new one of `new_size` bytes: allocate,

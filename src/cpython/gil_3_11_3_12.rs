@@ -9,7 +9,8 @@ use core::sync::atomic::{AtomicI32, AtomicPtr};
 
 use pyo3_ffi::PyThreadState;
 
-use super::main_gil::GilWords;
+use super::main_interpreter::GilWords;
+use super::token::MainGil;
 
 extern "C" {
     fn _PyEval_GetSwitchInterval() -> c_ulong;
@@ -28,20 +29,20 @@ pub(super) struct GilPrefix {
 /// the shims' offsets were never checked.
 ///
 /// # Safety
-/// On x86-64, `gil` is where the shim says the main GIL's struct starts:
+/// On x86-64, `place` is where the shim says the main GIL's struct starts:
 /// `size_of::<GilPrefix>()` readable, 8-aligned bytes of libpython's static
-/// memory. The caller holds the main GIL, under which `sys.setswitchinterval`
-/// writes the interval.
+/// memory.
 #[inline]
-pub(super) unsafe fn words(gil: *const u8) -> Option<GilWords> {
+pub(super) unsafe fn words(_gil: &MainGil, place: *const u8) -> Option<GilWords> {
     if !cfg!(target_arch = "x86_64") {
         return None;
     }
-    let gil = gil.cast::<GilPrefix>();
-    // SAFETY: readable and aligned (the caller's promise); the interval is
-    // not written while the caller holds the GIL.
+    let gil = place.cast::<GilPrefix>();
+    // SAFETY: readable and aligned (the caller's promise); the token proves
+    // the main GIL, under which alone `sys.setswitchinterval` writes the
+    // interval.
     let interval = unsafe { core::ptr::addr_of!((*gil).interval).read() };
-    // SAFETY: a plain getter, called with the GIL held.
+    // SAFETY: a plain getter, called with the main GIL held (the token).
     if interval != unsafe { _PyEval_GetSwitchInterval() } {
         return None;
     }

@@ -1,4 +1,4 @@
-//! The deferred queue: main-interpreter PyMem blocks released on a thread
+//! The queue of deferred releases: main-interpreter PyMem blocks released on a thread
 //! that may not call `PyMem_Free` (GIL released, a worker thread, a
 //! subinterpreter), freed by the next thread that enters pyalloc holding the
 //! main interpreter's GIL, or by `pyalloc_collect()`.
@@ -32,9 +32,9 @@
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 
-use crate::pymem::{self, MainGil};
+use crate::cpython::{self, MainGil};
 use crate::stats::{DEFERRED_FREED, DEFERRED_ORPHANED, DEFERRED_QUEUED, DEFERRED_UNSTARTED};
-use crate::{cpython, sys};
+use crate::sys;
 
 /// `lifetime << 2 | TRACKED | UNTRACKABLE`.
 static STATE: AtomicU64 = AtomicU64::new(0);
@@ -81,7 +81,7 @@ pub(crate) unsafe fn defer(block: *mut u8, known_size: Option<usize>) {
         }
         return;
     }
-    crate::testing::pause_point();
+    pause_point();
     let lifetime = state >> LIFETIME_SHIFT;
     let fits = known_size.is_some_and(|size| size >= core::mem::size_of::<Node>())
         && block as usize % core::mem::align_of::<Node>() == 0;
@@ -173,9 +173,9 @@ fn on_gil_entry_slow(gil: &MainGil) -> usize {
         let claimed = STATE
             .compare_exchange(state, state | TRACKED, AcqRel, Relaxed)
             .is_ok();
-        // SAFETY: the token proves this thread is attached to the main
-        // interpreter.
-        if claimed && !unsafe { cpython::at_exit(at_exit) } {
+        // SAFETY: `at_exit` is this copy's code, kept loaded for the
+        // process once `pin_this_object` says so (it is asked first).
+        if claimed && !(sys::pin_this_object() && unsafe { cpython::at_exit(gil, at_exit) }) {
             STATE.store(state | UNTRACKABLE, Release);
         }
     }
@@ -195,7 +195,7 @@ pub(crate) fn drain(gil: &MainGil) -> usize {
         }
         // SAFETY: a main-interpreter PyMem block released in this lifetime
         // and given up by its releaser.
-        unsafe { pymem::release(gil, block) };
+        unsafe { super::release(gil, block) };
         true
     })
 }
@@ -244,3 +244,23 @@ extern "C" fn at_exit() {
     STATE.store(next, Release);
     take_all(|_, _| false);
 }
+
+/// A test's hook into the window between reading the lifetime and queuing
+/// a block (`pyalloc_testing_set_pause`, the `testing` feature).
+#[cfg(feature = "testing")]
+pub(crate) static PAUSE: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());
+
+#[cfg(feature = "testing")]
+fn pause_point() {
+    let raw = PAUSE.load(Acquire);
+    if !raw.is_null() {
+        // SAFETY: only `pyalloc_testing_set_pause` stores here, and it
+        // stores a valid `extern "C" fn()`.
+        let hook: extern "C" fn() = unsafe { core::mem::transmute(raw) };
+        hook();
+    }
+}
+
+#[cfg(not(feature = "testing"))]
+#[inline(always)]
+fn pause_point() {}

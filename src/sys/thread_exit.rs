@@ -1,9 +1,11 @@
-//! What a thread gives back when it exits: the private blocks its cache
-//! keeps (`private/thread_cache.rs`) and its counter block (`stats.rs`).
+//! Giving back, when a thread exits, what it keeps: the private blocks its
+//! cache holds (`private/thread_cache.rs`) and its counter block
+//! (`stats.rs`), each a [`Keeper`] that registers its own give-back
+//! function here (so this module calls up without importing them).
 //!
 //! A thread is watched from its first pyalloc call that keeps something (a
 //! counter block claimed, a block cached): this copy's own pthread key is set
-//! for it, and the key's destructor empties the cache and returns the block.
+//! for it, and the key's destructor calls the keepers' give-back functions.
 //! Not a Rust thread-local with `Drop`: glibc runs those (`__cxa_thread_atexit`)
 //! once, before any pthread-key destructor, so a thread whose first call runs
 //! in a key destructor would register one that never runs. A key set during
@@ -31,43 +33,74 @@ extern "C" {
 
 /// A thread's state: not yet watched, watched (the key is set), exiting
 /// (the key's destructor ran, or the key could not be set).
+/// A thread's state: a bit per keeper it watches for (the key is set once
+/// the first is), and `EXITING` once the key's destructor ran or the key
+/// could not be set. One thread-local read answers a keeper already
+/// watched for.
 const UNSEEN: u8 = 0;
-const WATCHED: u8 = 1;
-const EXITING: u8 = 2;
+const EXITING: u8 = 0x80;
+
+/// What a thread may keep until it exits, in the order it is given back.
+#[derive(Clone, Copy)]
+pub(crate) enum Keeper {
+    /// The private blocks in the thread's cache (the `mimalloc` feature).
+    #[cfg_attr(not(feature = "mimalloc"), allow(dead_code))]
+    Cache = 0,
+    /// The thread's counter block.
+    Counters = 1,
+}
+const KEEPERS: usize = 2;
+
+impl Keeper {
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A keeper's give-back function, once it kept something on this thread.
+type GiveBack = Cell<Option<fn()>>;
 
 thread_local! {
     /// No destructor: a plain thread-local, readable to the thread's end.
     static STATE: Cell<u8> = const { Cell::new(UNSEEN) };
+    /// Each keeper's give-back function, once it kept something.
+    static GIVE_BACK: [GiveBack; KEEPERS] = const { [const { Cell::new(None) }; KEEPERS] };
 }
 
 /// This copy's key + 1; 0 before it is made, `NO_KEY` when it cannot be.
 static KEY: AtomicUsize = AtomicUsize::new(0);
 const NO_KEY: usize = usize::MAX;
 
-/// Whether this thread will give back what it keeps when it exits: true once
-/// it is watched; watches it on its first call. False once it is exiting,
-/// or when it cannot be watched (no key left, no memory): it must then keep
-/// nothing.
+/// Whether this thread will call `give_back` for `keeper` when it exits:
+/// true once it is watched for `keeper`; watches it on the keeper's first
+/// call. False once it is exiting, or when it cannot be watched (no key
+/// left, no memory): the keeper must then keep nothing.
 #[inline]
-pub(crate) fn watched() -> bool {
-    match STATE.with(Cell::get) {
-        WATCHED => true,
-        UNSEEN => watch(),
-        _ => false,
-    }
+pub(crate) fn watched(keeper: Keeper, give_back: fn()) -> bool {
+    let state = STATE.with(Cell::get);
+    state & keeper.bit() != 0 || watch(keeper, give_back, state)
 }
 
 #[cold]
-fn watch() -> bool {
-    let Some(key) = key() else {
-        STATE.with(|state| state.set(EXITING));
+fn watch(keeper: Keeper, give_back: fn(), state: u8) -> bool {
+    if state & EXITING != 0 {
         return false;
-    };
-    // SAFETY: `key` is a live key of this copy (never deleted once
-    // published); the value is any non-NULL pointer, never dereferenced.
-    let set = unsafe { pthread_setspecific(key, ptr::NonNull::<u8>::dangling().as_ptr().cast()) } == 0;
-    STATE.with(|state| state.set(if set { WATCHED } else { EXITING }));
-    set
+    }
+    if state == UNSEEN {
+        let set = key().is_some_and(|key| {
+            // SAFETY: `key` is a live key of this copy (never deleted once
+            // published); the value is any non-NULL pointer, never
+            // dereferenced.
+            unsafe { pthread_setspecific(key, ptr::NonNull::<u8>::dangling().as_ptr().cast()) == 0 }
+        });
+        if !set {
+            STATE.with(|state| state.set(EXITING));
+            return false;
+        }
+    }
+    GIVE_BACK.with(|slots| slots[keeper as usize].set(Some(give_back)));
+    STATE.with(|cell| cell.set(state | keeper.bit()));
+    true
 }
 
 /// This copy's key, made on first use.
@@ -86,7 +119,7 @@ fn make_key() -> Option<c_uint> {
     // thread's exit: the object holding it must stay loaded, unloaded or not.
     // SAFETY: `key` is writable; the destructor is a function of this copy,
     // pinned first.
-    if !crate::sys::pin_this_object() || unsafe { pthread_key_create(&mut key, Some(thread_exits)) } != 0 {
+    if !super::pin_this_object() || unsafe { pthread_key_create(&mut key, Some(thread_exits)) } != 0 {
         let _ = KEY.compare_exchange(0, NO_KEY, AcqRel, Acquire);
         return None;
     }
@@ -105,7 +138,11 @@ fn make_key() -> Option<c_uint> {
 /// The key's destructor: from here on the thread keeps nothing.
 unsafe extern "C" fn thread_exits(_value: *mut c_void) {
     STATE.with(|state| state.set(EXITING));
-    #[cfg(feature = "mimalloc")]
-    crate::private::thread_exits();
-    crate::stats::thread_exits();
+    GIVE_BACK.with(|slots| {
+        for slot in slots {
+            if let Some(give_back) = slot.take() {
+                give_back();
+            }
+        }
+    });
 }
