@@ -62,8 +62,9 @@ lints() {
     cargo clippy --lib --features global-allocator,demo,testing -- -D warnings
     cargo clippy --quiet --manifest-path bench/Cargo.toml --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+    python3 scripts/check-structure.py
 }
-check "cargo fmt, clippy -D warnings, cargo doc" lints
+check "cargo fmt, clippy -D warnings, cargo doc, src/'s structure" lints
 
 # What a new user does, before any per-interpreter check: the set-up
 # table's main job (which leaves .venv/ in the checkout, as it would for
@@ -86,11 +87,18 @@ fi
 # checks goes through $run, which binds this checkout at its own path.
 # Its target directories (target/py314, target/py315) are its own: a build
 # there links against forky's glibc, so no host build may share them.
-# interpreter_checks PYTHON PROFILE BUILD_DIR [RUN...]
+# The C programs under foreign allocators (jemalloc, tcmalloc, mimalloc
+# preloaded; c_api.rs's every_program_under_foreign_allocators) run on the
+# oldest and the newest CPython only: the allocators' 8-aligned blocks meet
+# the same classification code on every version, and the matrix is the
+# largest part of `cargo test` (about two minutes per interpreter).
+# interpreter_checks PYTHON PROFILE BUILD_DIR FOREIGN [RUN...]
+# FOREIGN: "foreign" runs the matrix, anything else skips it.
 interpreter_checks() {
-    local python=$1 profile=$2 build_dir=$3
-    shift 3
-    local -a run=("$@")
+    local python=$1 profile=$2 build_dir=$3 foreign=$4
+    shift 4
+    local -a run=("$@") skip=()
+    [ "$foreign" = foreign ] || skip=(-- --skip every_program_under_foreign_allocators)
     local tag version venv
     tag=$("${run[@]}" "$python" -c 'import sys; print("py%d%d" % sys.version_info[:2])')
     version=$("${run[@]}" "$python" --version)
@@ -100,7 +108,7 @@ interpreter_checks() {
     # A target directory per interpreter: pyo3-ffi rebuilds when PYO3_PYTHON
     # changes, so sharing one would rebuild everything on every switch.
     export PYO3_PYTHON="$python" CARGO_TARGET_DIR="target/$tag"
-    check "cargo test, $version" "${run[@]}" cargo test --no-fail-fast
+    check "cargo test, $version${skip:+ (no foreign-allocator matrix)}" "${run[@]}" cargo test --no-fail-fast "${skip[@]}"
 
     install_and_test() {
         "${run[@]}" "$python" -m venv --clear "$venv"
@@ -123,18 +131,21 @@ for python in "${interpreters[@]}"; do
     # The extension: a release build for the newest interpreter (what
     # `pip install .` gives users); for the others a debug build in the
     # target directory of its cargo test, which cargo mostly reuses.
+    foreign=no
+    [ "$python" = "${interpreters[0]}" ] && foreign=foreign
     if [ "$python" = "${interpreters[-1]}" ]; then
-        interpreter_checks "$python" release "target/$(python_tag "$python")-release"
+        interpreter_checks "$python" release "target/$(python_tag "$python")-release" "$foreign"
     else
-        interpreter_checks "$python" debug ""
+        interpreter_checks "$python" debug "" "$foreign"
     fi
 done
 
 # CPython's own assertions (Debian's python3.11-dbg, --with-pydebug) on
 # every C program: they reject thread-state misuse that a release build
 # lets through, before pyalloc is reached.
-check "the C programs on CPython 3.11's debug build (--with-pydebug)" \
-    env PYO3_PYTHON=/usr/bin/python3.11-dbg CARGO_TARGET_DIR=target/py311d cargo test --test c_api
+check "the C programs on CPython 3.11's debug build (--with-pydebug; no foreign-allocator matrix)" \
+    env PYO3_PYTHON=/usr/bin/python3.11-dbg CARGO_TARGET_DIR=target/py311d cargo test --test c_api \
+    -- --skip every_program_under_foreign_allocators
 
 # CPython 3.14 and 3.15: Debian testing packages them, but its binaries need
 # glibc 2.38, so they run in a forky root (made when missing: about 90 s and
@@ -151,9 +162,8 @@ forky_root() {
     "${forky[@]}" scripts/system-packages.sh
 }
 if check "a Debian testing root with CPython 3.14 and 3.15 (scripts/forky-pythons.sh)" forky_root; then
-    for minor in 14 15; do
-        interpreter_checks "/usr/bin/python3.$minor" debug "" "${forky[@]}"
-    done
+    interpreter_checks /usr/bin/python3.14 debug "" no "${forky[@]}"
+    interpreter_checks /usr/bin/python3.15 debug "" foreign "${forky[@]}"
 fi
 
 newest=python3
@@ -199,8 +209,10 @@ oldest_pyo3_ffi() {
     tar --touch -xzf "$(ls target/package/pyalloc-*.crate)" -C target/compat
     cd target/compat/pyalloc-*/
     cargo update --quiet -p pyo3-ffi --precise "$oldest"
-    # The stress test ran in full above; here it only has to build and pass.
-    PYO3_PYTHON="$newest" PYALLOC_STRESS_OPS=400 CARGO_TARGET_DIR=../target cargo test --no-fail-fast
+    # The stress test and the foreign-allocator matrix ran in full above;
+    # here the tests only have to build and pass.
+    PYO3_PYTHON="$newest" PYALLOC_STRESS_OPS=400 CARGO_TARGET_DIR=../target cargo test --no-fail-fast \
+        -- --skip every_program_under_foreign_allocators
 }
 check "pyalloc's tests on the oldest supported pyo3-ffi ($oldest), from the packaged crate" oldest_pyo3_ffi
 check "a PyO3 $oldest user crate with PyAlloc as its global allocator" \
