@@ -19,15 +19,10 @@
 //! counter block. mimalloc's own heap has the same corner (README, Limits).
 
 use core::cell::Cell;
-use core::ffi::{c_int, c_uint, c_void};
-use core::ptr;
+use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire};
 
-extern "C" {
-    fn pthread_key_create(key: *mut c_uint, destructor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
-    fn pthread_key_delete(key: c_uint) -> c_int;
-    fn pthread_setspecific(key: c_uint, value: *const c_void) -> c_int;
-}
+use crate::sys::{self, ThreadKey};
 
 /// A thread's state: not yet watched, watched (the key is set), exiting
 /// (the key's destructor ran, or the key could not be set).
@@ -64,46 +59,50 @@ fn watch() -> bool {
         return false;
     };
     // SAFETY: `key` is a live key of this copy (never deleted once
-    // published); the value is any non-NULL pointer, never dereferenced.
-    let set = unsafe { pthread_setspecific(key, ptr::NonNull::<u8>::dangling().as_ptr().cast()) } == 0;
+    // published).
+    let set = unsafe { sys::thread_key_set(key) };
     STATE.with(|state| state.set(if set { WATCHED } else { EXITING }));
     set
 }
 
 /// This copy's key, made on first use.
-fn key() -> Option<c_uint> {
+fn key() -> Option<ThreadKey> {
     match KEY.load(Acquire) {
         0 => make_key(),
         NO_KEY => None,
-        key => Some((key - 1) as c_uint),
+        key => Some((key - 1) as ThreadKey),
     }
 }
 
 #[cold]
-fn make_key() -> Option<c_uint> {
-    let mut key: c_uint = 0;
-    // glibc calls the key's destructor, this copy's code, at every watched
-    // thread's exit: the object holding it must stay loaded, unloaded or not.
-    // SAFETY: `key` is writable; the destructor is a function of this copy,
-    // pinned first.
-    if !crate::sys::pin_this_object() || unsafe { pthread_key_create(&mut key, Some(thread_exits)) } != 0 {
+fn make_key() -> Option<ThreadKey> {
+    // The C library (Windows: FLS) calls the key's destructor, this copy's
+    // code, at every watched thread's exit: the object holding it must stay
+    // loaded, unloaded or not.
+    let made = if sys::pin_this_object() {
+        sys::thread_key_create(thread_exits)
+    } else {
+        None
+    };
+    let Some(key) = made else {
         let _ = KEY.compare_exchange(0, NO_KEY, AcqRel, Acquire);
         return None;
-    }
+    };
     match KEY.compare_exchange(0, key as usize + 1, AcqRel, Acquire) {
         Ok(_) => Some(key),
         Err(current) => {
             // Another thread made one first: use it, drop ours (no thread
             // has set ours).
             // SAFETY: our own key, never published.
-            unsafe { pthread_key_delete(key) };
-            (current != NO_KEY).then(|| (current - 1) as c_uint)
+            unsafe { sys::thread_key_delete(key) };
+            (current != NO_KEY).then(|| (current - 1) as ThreadKey)
         }
     }
 }
 
 /// The key's destructor: from here on the thread keeps nothing.
-unsafe extern "C" fn thread_exits(_value: *mut c_void) {
+/// `extern "system"`: Windows' FLS callback ABI, the C ABI elsewhere.
+unsafe extern "system" fn thread_exits(_value: *mut c_void) {
     STATE.with(|state| state.set(EXITING));
     #[cfg(feature = "mimalloc")]
     crate::private::thread_exits();

@@ -24,17 +24,19 @@ pub(super) struct GilPrefix {
 }
 
 /// The GIL's `locked` and `last_holder`, when the switch interval the
-/// interpreter reports is where this layout puts it; None off x86-64, where
-/// the shims' offsets were never checked.
+/// interpreter reports is where this layout puts it; None off x86-64 Linux,
+/// where the shims' offsets were never checked (the structs before the GIL
+/// hold pthread types, whose sizes differ per OS, and `interval` is an
+/// `unsigned long`, 32 bits on Windows).
 ///
 /// # Safety
-/// On x86-64, `gil` is where the shim says the main GIL's struct starts:
+/// On x86-64 Linux, `gil` is where the shim says the main GIL's struct starts:
 /// `size_of::<GilPrefix>()` readable, 8-aligned bytes of libpython's static
 /// memory. The caller holds the main GIL, under which `sys.setswitchinterval`
 /// writes the interval.
 #[inline]
 pub(super) unsafe fn words(gil: *const u8) -> Option<GilWords> {
-    if !cfg!(target_arch = "x86_64") {
+    if !cfg!(all(target_arch = "x86_64", target_os = "linux")) {
         return None;
     }
     let gil = gil.cast::<GilPrefix>();
