@@ -169,6 +169,7 @@ pub extern "C" fn pyalloc_collect() -> usize {
 /// that PyMem blocks released without the GIL from then on are queued, not
 /// left alone. Anywhere else (a program starting, before `Py_Initialize`; an
 /// import into a subinterpreter) it does nothing.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 extern "C" fn start_lifetime_on_load() {
     boundary(0, family::collect);
 }

@@ -1,9 +1,10 @@
 //! The C library and the OS, called directly: the malloc family (the system
 //! private heap and pyalloc's own bookkeeping), the process's random bytes,
 //! thread identity and thread-exit callbacks, anonymous mappings, pinning
-//! the loaded object, and a fatal stop that allocates nothing. Called directly rather than
-//! through `std::alloc::System` because the C API frees blocks whose size it
-//! does not know, and because this code runs inside the global allocator.
+//! the loaded object, and a fatal stop that allocates nothing. Called
+//! directly rather than through `std::alloc::System` because the C API frees
+//! blocks whose size it does not know, and because this code runs inside the
+//! global allocator. Declared here, per OS, with no binding crate.
 
 use core::ffi::CStr;
 use core::ffi::{c_char, c_void};
