@@ -55,19 +55,24 @@ const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 /// its own random source), and never changes it afterwards (that would
 /// break every live frame's canary check); a forked child inherits it with
 /// the parent's memory, as it does the parent's blocks. `None` when it reads
-/// 0 (the unset value), which would mean no entropy.
+/// 0 (unset) or the "terminator canary" (bytes 0, 0, '\n', 255, then zeros)
+/// that Apple's `__guard_setup` (Libc `stack_protector.c`) falls back to when
+/// it has neither the kernel's `stack_guard` nor `/dev/urandom`: a known
+/// value is no secret.
 ///
 /// Differences from Linux: 8 bytes of entropy, not 16 (the SipHash key and
 /// output are 64 bits either way, so a guess still costs up to 2^64 tries
 /// unless the canary's bytes are known; Apple may keep a zero byte in it,
-/// leaving 56 bits); and the source is libSystem's canary, which a bug that
+/// leaving 56 bits: xnu's `exec_add_entropy_key` embeds a NUL in the
+/// canary); and the source is libSystem's canary, which a bug that
 /// leaks the canary also leaks to whoever could hash it with pyalloc's
 /// public key.
 pub(crate) fn process_random_bytes() -> Option<[u8; 16]> {
     // SAFETY: a word of libSystem's data, initialised before any image's
     // code runs and never written after; read by value.
     let word = unsafe { core::ptr::addr_of!(__stack_chk_guard).read_volatile() };
-    if word == 0 {
+    const TERMINATOR_CANARY: usize = usize::from_le_bytes([0, 0, b'\n', 255, 0, 0, 0, 0]);
+    if word == 0 || word == TERMINATOR_CANARY {
         return None;
     }
     let mut bytes = [0u8; 16];
