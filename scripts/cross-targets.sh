@@ -63,8 +63,9 @@
 #                   directory): its working tree (tracked and untracked, not
 #                   ignored, files) is copied to CROSS_WORK/src; only read
 #   CROSS_WORK      where the copy, the cargo target directories (target/linux
-#                   for aarch64, ~0.6 GB; target/build-std for the checks,
-#                   ~1.4 GB) and the logs go (default /tmp/cross-targets)
+#                   for aarch64, ~0.6 GB; target/build-std-TARGET for the
+#                   checks, ~0.5 GB each) and the logs go (default
+#                   /tmp/cross-targets)
 #   CROSS_PYTHON    the aarch64 CPython, a plain minor (default 3.13; 3.14
 #                   works too; run `setup` after changing it). 3.13 is the
 #                   oldest whose quick read of the main GIL (_PyRuntime's
@@ -81,6 +82,7 @@
 #                   (default "3.11 3.13": 3.11's thread identity and GIL
 #                   layout, 3.13's published offsets; e.g. "3.11 3.12 3.13
 #                   3.14 3.14t"); the other checks use 3.13
+#   CROSS_MACS      the macOS targets of a `macos` part (default both)
 #   CROSS_JOBS      CARGO_BUILD_JOBS (default 1: `all` runs aarch64 beside the
 #                   Windows and macOS checks, a lane per core); builds run
 #                   under nice -n 10
@@ -119,7 +121,8 @@ FORKY_PYTHONS=${FORKY_PYTHONS:-$(dirname "$SELF")/forky-pythons.sh}
 HOST_PACKAGES="rust-src rust-clippy gcc-aarch64-linux-gnu qemu-user binutils-mingw-w64-x86-64 gcc-mingw-w64-x86-64-posix"
 A64=aarch64-unknown-linux-gnu
 WIN=x86_64-pc-windows-gnu
-MACS="aarch64-apple-darwin x86_64-apple-darwin"
+# The macOS targets a `macos` part checks (`all` splits them over its lanes).
+MACS=${CROSS_MACS:-aarch64-apple-darwin x86_64-apple-darwin}
 
 say() { echo "cross-targets: $*"; }
 die() {
@@ -341,6 +344,8 @@ check_one() {
     start=$(now)
     (
         cd "$WORK/src"
+        # A target directory per target: two lanes may check at once.
+        export CARGO_TARGET_DIR=$WORK/target/build-std-$target
         PYO3_CONFIG_FILE=$(pyo3_config "$target" "$version") RUSTC_BOOTSTRAP=1 \
             nice -n 10 cargo clippy -Zbuild-std=std,panic_abort --target "$target" --message-format=short "$@" -- -D warnings "${allow[@]}"
     ) >"$log" 2>&1 || rc=$?
@@ -390,21 +395,19 @@ inner() {
     local part=$1
     export CARGO_BUILD_JOBS=$JOBS
     mkdir -p "$WORK/logs"
-    # Two target directories: the -Zbuild-std checks run with
-    # RUSTC_BOOTSTRAP=1, which changes how the host's build-script and
-    # proc-macro crates are built; sharing one directory rebuilt them on
-    # every switch.
+    # Target directories of their own for the -Zbuild-std checks (one per
+    # target, `check_one`): they run with RUSTC_BOOTSTRAP=1, which changes
+    # how the host's build-script and proc-macro crates are built; sharing
+    # aarch64's directory rebuilt them on every switch.
     case "$part" in
         aarch64)
             export CARGO_TARGET_DIR=$WORK/target/linux
             inner_aarch64
             ;;
         windows)
-            export CARGO_TARGET_DIR=$WORK/target/build-std
             inner_checks windows "$WIN"
             ;;
         macos)
-            export CARGO_TARGET_DIR=$WORK/target/build-std
             # shellcheck disable=SC2086 # the target list, split
             inner_checks macos $MACS
             ;;
@@ -489,7 +492,7 @@ part() {
     local name=$1 rc=0
     nice -n 10 "$FP" run -b "$WORK" -e "CROSS_WORK=$WORK" -e "CROSS_PYTHON=$PY" -e "CROSS_PROGRAMS=$PROGRAMS" \
         -e "CROSS_RUST_TESTS=$RUST_TESTS" -e "CROSS_CHECK_PYTHONS=$CHECK_PYTHONS" -e "CROSS_JOBS=$JOBS" \
-        -e "CROSS_TEST_OPS=$TEST_OPS" -e "CROSS_STRESS_OPS=$STRESS_OPS" \
+        -e "CROSS_TEST_OPS=$TEST_OPS" -e "CROSS_STRESS_OPS=$STRESS_OPS" -e "CROSS_MACS=$MACS" \
         -- bash "$WORK/cross-targets.sh" __inner "$name" || rc=$?
     return "$rc"
 }
@@ -521,17 +524,23 @@ main() {
     copy_source
     local p
     if [ "$what" = all ]; then
-        # Two lanes, one per core: aarch64 (mostly qemu, one thread at a
-        # time), and the checks (rustc). Each lane's builds use CROSS_JOBS
-        # (default 1). Their target directories differ.
+        # Two lanes, one per core, of about equal length (measured): aarch64
+        # (mostly qemu, one thread at a time) then x86-64 macOS; Windows then
+        # arm64 macOS. Each lane's builds use CROSS_JOBS (default 1); every
+        # target has its own target directory.
         local lane
-        part aarch64 &
+        (
+            rc=0
+            part aarch64 || rc=1
+            MACS=x86_64-apple-darwin part macos || rc=1
+            exit "$rc"
+        ) &
         lane=$!
         rc=0
         part windows || rc=$?
         [ "$rc" -eq 0 ] || status=1
         rc=0
-        part macos || rc=$?
+        MACS=aarch64-apple-darwin part macos || rc=$?
         [ "$rc" -eq 0 ] || status=1
         rc=0
         wait "$lane" || rc=$?
