@@ -68,7 +68,9 @@ class CargoBuildExt(pyalloc_setuptools.build_ext):
             (package_dir / directory).mkdir(parents=True, exist_ok=True)
         for header in ("pyalloc.h", "pyalloc_python.h"):
             self.copy_file(str(ROOT / "include" / header), str(package_dir / "include" / header))
-        self.copy_file(str(library), str(package_dir / "lib" / "libpyalloc.a"))
+        # libpyalloc.a (Linux, macOS, Windows GNU) or pyalloc.lib (MSVC): the
+        # name cargo gave it.
+        self.copy_file(str(library), str(package_dir / "lib" / Path(library).name))
         # A build directory left by an older checkout may hold crate files
         # that are gone now (cargo would read them): start the copy afresh.
         shutil.rmtree(package_dir / "crate", ignore_errors=True)

@@ -50,6 +50,9 @@
 #                   binaries run on forky's newer glibc); "debian": install
 #                   forky's rustc and cargo packages into the root instead
 #   FORKY_EXTRA_PACKAGES   more forky packages to install (space-separated)
+#   FORKY_MINIMAL   1: a root to build in only (scripts/cross-targets.sh's):
+#                   no interpreters, no test packages, no valgrind; the base
+#                   tools, FORKY_EXTRA_PACKAGES and (debian) rustc and cargo
 #   FORKY_LOG       the detailed log (default /var/log/forky-pythons.log)
 #
 # Inside the root: HOME=/root, CARGO_HOME=/root/.cargo (the root's own crate
@@ -97,6 +100,11 @@ BASE_PACKAGES=(ca-certificates gcc make pkg-config git valgrind)
 # and scripts/system-packages.sh find each library by its soname, whichever
 # package provides it.
 TEST_PACKAGES=(libasan8 binutils libjemalloc2 libtcmalloc-minimal4t64 libmimalloc3)
+if [ "${FORKY_MINIMAL:-0}" = 1 ]; then
+    PYTHONS=()
+    BASE_PACKAGES=(ca-certificates gcc make pkg-config git)
+    TEST_PACKAGES=()
+fi
 
 die() {
     echo "forky-pythons: error: $*" >&2
@@ -414,8 +422,10 @@ verify() {
         ' forky-verify "$v" >>"$LOG" 2>&1 || die "python$v in the root failed its check; see $LOG"
         found=$((found + 1))
     done
-    [ "$found" -gt 0 ] || die "none of python${PYTHONS[*]} could be installed from $SUITE"
-    root_do bash -c 'set -e; gcc --version; make --version; pkg-config --version; git --version; valgrind --version; cargo --version; rustc --version' \
+    [ "$found" -gt 0 ] || [ ${#PYTHONS[@]} -eq 0 ] || die "none of python${PYTHONS[*]} could be installed from $SUITE"
+    local valgrind="valgrind --version;"
+    [ "${FORKY_MINIMAL:-0}" = 1 ] && valgrind=""
+    root_do bash -c "set -e; gcc --version; make --version; pkg-config --version; git --version; $valgrind cargo --version; rustc --version" \
         >>"$LOG" 2>&1 || die "a tool in the root does not run (gcc, make, pkg-config, git, valgrind, cargo, rustc); see $LOG"
 }
 
@@ -431,7 +441,7 @@ where() {
         fi
     done
     say "$(root_do rustc --version), $(root_do cargo --version) ($(rust_mode) toolchain)"
-    say "$(root_do gcc --version | head -n 1); $(root_do valgrind --version)"
+    say "$(root_do gcc --version | head -n 1); $(root_do valgrind --version 2>/dev/null || echo 'no valgrind')"
     say "size of $ROOT: $(du -sxh "$ROOT" | cut -f1)"
     say "these binaries need forky's glibc: run them with"
     say "  $SELF run [-b HOSTDIR] -- python3.14 ..."

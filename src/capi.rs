@@ -150,25 +150,34 @@ pub extern "C" fn pyalloc_collect() -> usize {
     boundary(0, family::collect)
 }
 
-/// Runs when the object holding this copy is loaded (an ELF constructor).
+/// Runs when the object holding this copy is loaded (an ELF or Mach-O
+/// constructor; Windows has none, see below).
 /// An extension module is loaded by `import`, on a thread holding the GIL
 /// of the importing interpreter: when that is the main one, this starts the
 /// copy's interpreter lifetime as a first `pyalloc_collect()` would, so
 /// that PyMem blocks released without the GIL from then on are queued, not
 /// left alone. Anywhere else (a program starting, before `Py_Initialize`; an
 /// import into a subinterpreter) it does nothing.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 extern "C" fn start_lifetime_on_load() {
     boundary(0, family::collect);
 }
 
-/// The constructor's entry in `.init_array`. A static library's member is
-/// linked only when something names it, so the link line names this symbol
-/// (`-Wl,-u,pyalloc_start_lifetime_on_load`: `python/pyalloc/_cargo.py`
+/// The constructor's entry in `.init_array` (Linux) or `__mod_init_func`
+/// (macOS: dyld runs the pointers in that section at load, as ELF's loader
+/// does `.init_array`'s). A static library's member is linked only when
+/// something names it, so the link line names this symbol
+/// (`-Wl,-u,pyalloc_start_lifetime_on_load`, on macOS
+/// `-Wl,-u,_pyalloc_start_lifetime_on_load`: `python/pyalloc/_cargo.py`
 /// prints it with the native flags, the README's link line shows it).
-#[cfg(target_os = "linux")]
+/// Windows: none (a DLL's constructors run under the loader lock, where
+/// calling into Python is unsafe); a copy's lifetime starts at its first
+/// call with the GIL held, or `pyalloc_collect()`, as without the link flag.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 #[used]
 #[no_mangle]
-#[link_section = ".init_array"]
+#[cfg_attr(target_os = "linux", link_section = ".init_array")]
+#[cfg_attr(target_os = "macos", link_section = "__DATA,__mod_init_func")]
 #[allow(non_upper_case_globals)]
 static pyalloc_start_lifetime_on_load: extern "C" fn() = start_lifetime_on_load;
 

@@ -75,8 +75,9 @@
 //! give the one pattern this cannot tell. The interpreter found is compared
 //! with the main one. Before that, allocation reads the `locked` word of the
 //! main interpreter's GIL: while it is not 1, no thread holds that GIL and
-//! the answer is "not attached", with no call into libpython. Its place comes from 3.11's and 3.12's headers (x86-64) or
-//! from the `_Py_DebugOffsets` that 3.13-3.15 publish (checked by their
+//! the answer is "not attached", with no call into libpython. Its place
+//! comes from 3.11's and 3.12's headers (x86-64 Linux) or from the
+//! `_Py_DebugOffsets` that 3.13-3.15 publish (checked by their
 //! `version`), and is used only once confirmed on a thread found attached to
 //! the main interpreter (`locked` reads 1 and `last_holder` is that thread's
 //! state; on 3.11-3.12 the switch interval beside them must match as well):

@@ -37,8 +37,10 @@ def get_include() -> str:
 
 
 def get_library() -> str:
-    """The path of the installed static library ``libpyalloc.a``."""
-    return str(_PACKAGE / "lib" / "libpyalloc.a")
+    """The path of the installed static library: ``libpyalloc.a``, or
+    ``pyalloc.lib`` where cargo names it so (Windows MSVC)."""
+    msvc = _PACKAGE / "lib" / "pyalloc.lib"
+    return str(msvc if msvc.is_file() else _PACKAGE / "lib" / "libpyalloc.a")
 
 
 def traced_to_caller(function, *args):

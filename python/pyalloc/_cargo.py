@@ -95,10 +95,14 @@ def build_static_library(manifest, *, release, target_dir, name, features=(), pa
             conflict = conflict or _ALLOCATOR_CONFLICT in rendered
             if "native-static-libs:" in rendered:
                 native_libs = rendered.split("native-static-libs:", 1)[1].split()
+                # Links pyalloc's load-time constructor, which no code names
+                # (src/capi.rs, start_lifetime_on_load): GNU ld and Apple's
+                # ld take -u (Mach-O symbols carry a leading underscore);
+                # Windows has no such constructor.
                 if sys.platform.startswith("linux"):
-                    # Links pyalloc's load-time constructor, which no code
-                    # names (src/capi.rs, start_lifetime_on_load).
                     native_libs.append("-Wl,-u,pyalloc_start_lifetime_on_load")
+                elif sys.platform == "darwin":
+                    native_libs.append("-Wl,-u,_pyalloc_start_lifetime_on_load")
             elif "Link against the following native artifacts" not in rendered:
                 sys.stderr.write(rendered)
     if process.returncode != 0:

@@ -153,7 +153,7 @@ def refuse_a_second_rust_library(extension):
         path = Path(other)
         if other == getattr(extension, "_pyalloc_rust_library", None):
             continue  # this crate's own archive, from an earlier run
-        if path.suffix == ".a" and path.is_file() and any(m in path.read_bytes() for m in _RUST_MARKERS):
+        if path.suffix in (".a", ".lib") and path.is_file() and any(m in path.read_bytes() for m in _RUST_MARKERS):
             raise CompileError(
                 f"{extension.name} would link two Rust static libraries ({path.name} and the crate at "
                 f"{extension.cargo_manifest}), whose copies of the Rust runtime clash: "

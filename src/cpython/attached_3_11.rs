@@ -39,6 +39,7 @@ use core::ptr::addr_of;
 
 use pyo3_ffi::PyThreadState;
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 use super::gil_3_11_3_12::{self, GilPrefix};
 use super::main_interpreter::{main_interpreter, GilWords};
 use super::token::MainGil;
@@ -46,8 +47,6 @@ use super::token::MainGil;
 extern "C" {
     fn _PyThreadState_UncheckedGet() -> *mut PyThreadState;
     fn PyGILState_GetThisThreadState() -> *mut PyThreadState;
-    #[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
-    fn pthread_self() -> c_ulong;
 }
 
 /// CPython 3.11's `struct _ts` up to `thread_id` (`Include/cpython/pystate.h`);
@@ -88,7 +87,7 @@ pub(crate) const THREAD_ID_OFFSET: usize = core::mem::offset_of!(ThreadState311,
 /// x86-64 glibc it is the `self` word of the thread control block, at
 /// `%fs:0x10` (the `tcbhead_t` layout that glibc's own `pthread_self` and
 /// GCC's stack protector rely on): read directly, it costs no call.
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 #[inline]
 fn this_thread() -> c_ulong {
     let thread: c_ulong;
@@ -100,11 +99,12 @@ fn this_thread() -> c_ulong {
     thread
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+/// Elsewhere the call: `pthread_self()` (aarch64 Linux, macOS) or
+/// `GetCurrentThreadId()` (Windows), as CPython computes it.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
 #[inline]
 fn this_thread() -> c_ulong {
-    // SAFETY: pthread_self only reads the thread pointer.
-    unsafe { pthread_self() }
+    crate::sys::thread_ident()
 }
 
 /// The main-interpreter thread state the calling thread holds the GIL with,
@@ -169,6 +169,7 @@ unsafe fn field<T: Copy>(state: *mut PyThreadState, place: impl Fn(*const Thread
     unsafe { place(state.cast::<ThreadState311>()).read_volatile() }
 }
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 extern "C" {
     /// libpython's `_PyRuntimeState` (over 100 KiB), declared as its first
     /// bytes only, so that every read stays inside the declared object.
@@ -180,10 +181,13 @@ extern "C" {
 /// (`Include/internal/pycore_runtime.h`) in a release build on x86-64 (a
 /// debug build places it alike). `c_tests/layout.c` compares the `locked`
 /// word pyalloc confirms with the interpreter's header.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 const GIL: usize = 360;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 const RUNTIME_PREFIX: usize = GIL + core::mem::size_of::<GilPrefix>();
 
 /// The main GIL's `locked` and `last_holder` (`gil_3_11_3_12::words`).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline]
 pub(super) fn main_gil_words(gil: &MainGil) -> Option<GilWords> {
     // SAFETY: only takes the address of libpython's exported static (safe
@@ -194,4 +198,12 @@ pub(super) fn main_gil_words(gil: &MainGil) -> Option<GilWords> {
     // SAFETY: the struct lies inside the declared prefix, 8-aligned (the
     // static is).
     unsafe { gil_3_11_3_12::words(gil, runtime.wrapping_add(GIL)) }
+}
+
+/// Elsewhere the offset above is unchecked (`gil_3_11_3_12::words`): no
+/// quick read, the full check answers.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[inline]
+pub(super) fn main_gil_words(_gil: &MainGil) -> Option<GilWords> {
+    None
 }

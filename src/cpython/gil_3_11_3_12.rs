@@ -3,6 +3,10 @@
 //! the one GIL in `_PyRuntime.ceval.gil`, 3.12 the main interpreter's in
 //! `PyInterpreterState._gil`; neither publishes offsets, so each shim names
 //! where the struct starts and `main_gil` confirms it before use.
+//!
+//! Off x86-64 Linux only 3.12's shim calls `words`, which answers None there.
+
+#![cfg_attr(not(all(target_arch = "x86_64", target_os = "linux")), allow(dead_code))]
 
 use core::ffi::c_ulong;
 use core::sync::atomic::{AtomicI32, AtomicPtr};
@@ -25,16 +29,19 @@ pub(super) struct GilPrefix {
 }
 
 /// The GIL's `locked` and `last_holder`, when the switch interval the
-/// interpreter reports is where this layout puts it; None off x86-64, where
-/// the shims' offsets were never checked.
+/// interpreter reports is where this layout puts it; None off x86-64 Linux,
+/// where the shims' offsets were never checked (the structs before the GIL
+/// hold pthread types, whose sizes differ per OS, and `interval` is an
+/// `unsigned long`, 32 bits on Windows).
 ///
 /// # Safety
-/// On x86-64, `place` is where the shim says the main GIL's struct starts:
+/// On x86-64 Linux, `place` is where the shim says the main GIL's struct
+/// starts:
 /// `size_of::<GilPrefix>()` readable, 8-aligned bytes of libpython's static
 /// memory.
 #[inline]
 pub(super) unsafe fn words(_gil: &MainGil, place: *const u8) -> Option<GilWords> {
-    if !cfg!(target_arch = "x86_64") {
+    if !cfg!(all(target_arch = "x86_64", target_os = "linux")) {
         return None;
     }
     let gil = place.cast::<GilPrefix>();

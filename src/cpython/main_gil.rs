@@ -21,7 +21,7 @@
 //! without the GIL.
 //!
 //! The word's place comes from the version shim (3.11 and 3.12: the
-//! header's offsets, on x86-64; 3.13-3.15: the runtime's own
+//! header's offsets, on x86-64 Linux only; 3.13-3.15: the runtime's own
 //! `_Py_DebugOffsets`, each version's layout checked by its `version`),
 //! and is used only once it is confirmed on a thread found attached to the
 //! main interpreter: `locked` reads 1 and `last_holder` reads that thread's
@@ -57,8 +57,9 @@ pub(super) fn certainly_not_held() -> bool {
     // GIL, in libpython's static memory (`GilWords`). CPython stores it
     // atomically while threads run; (re)initialising the runtime also
     // writes it with plain stores, which on the targets where a shim names
-    // a place (x86-64 for 3.11-3.12) tear nothing, and any value but 1
-    // still means "not attached".
+    // a place (x86-64 Linux for 3.11-3.12; x86-64 and AArch64 for 3.13+,
+    // where an aligned 4-byte store is single-copy atomic) tear nothing, and
+    // any value but 1 still means "not attached".
     let quick = !locked.is_null() && unsafe { (*locked).load(Relaxed) } != 1;
     #[cfg(feature = "testing")]
     if quick {

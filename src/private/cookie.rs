@@ -4,13 +4,20 @@
 //! it) must compute the same value, so that a private block made by one copy
 //! is recognised by another; and the value must change with every process
 //! image, so that no data can be made to look like a private block by chance
-//! or by design without reading the heap. The kernel's `AT_RANDOM` bytes meet
-//! both: the same for the whole process (and a forked child, which inherits
-//! its parent's blocks), fresh at every exec.
+//! or by design without reading the heap. The bytes come from
+//! `sys::process_random_bytes`, which meets both on each OS:
+//! - Linux: the kernel's `AT_RANDOM` bytes, the same for the whole process
+//!   (and a forked child, which inherits its parent's blocks), fresh at every
+//!   exec;
+//! - macOS: the first word of libSystem's stack canary (one object per
+//!   process, set at exec from the kernel's entropy, inherited by a fork);
+//! - Windows: 16 bytes from `BCryptGenRandom` that the first copy publishes
+//!   in a per-process named section, which later copies read (no fork there).
 //!
-//! glibc also uses those bytes (the stack protector's canary, the pointer
-//! guard), and the cookie is visible in the heap next to every private block,
-//! so it is a one-way function of them: SipHash-2-4 with pyalloc's own key.
+//! The C library also uses those bytes (glibc: the stack protector's canary
+//! and the pointer guard; macOS: they are the canary), and the cookie is
+//! visible in the heap next to every private block, so it is a one-way
+//! function of them: SipHash-2-4 with pyalloc's own key.
 //! Part of the cross-copy ABI: copies of different pyalloc releases must
 //! derive the same cookie.
 
@@ -23,8 +30,8 @@ const KEY: (u64, u64) = (u64::from_le_bytes(*b"pyalloc-"), u64::from_le_bytes(*b
 pub(super) fn derive() -> usize {
     let Some(random) = sys::process_random_bytes() else {
         sys::fatal(
-            "getauxval(AT_RANDOM)",
-            "gave no random bytes: private blocks cannot be marked",
+            "the process's random bytes (sys::process_random_bytes)",
+            "are missing: private blocks cannot be marked",
         );
     };
     match siphash24(KEY, &random) as usize {

@@ -1,8 +1,9 @@
 //! Private blocks above `LARGE` (1 MiB of user bytes) when mimalloc is the
 //! backend: each is its own anonymous mapping, grown or shrunk with `mremap`
-//! (no copy). mimalloc would keep a freed large block's pages until its purge
-//! delay had passed and the thread called it again, so a thread that went
-//! idle after a large block kept it resident.
+//! (no copy; on macOS and Windows, which have none, a new mapping and a
+//! copy: `sys::remap`). mimalloc would keep a freed large block's pages
+//! until its purge delay had passed and the thread called it again, so a
+//! thread that went idle after a large block kept it resident.
 //!
 //! A freed mapping goes to a pool shared by every thread, at most
 //! `POOL_BYTES` in `POOL_SLOTS` mappings, and is unmapped when the pool is
@@ -19,27 +20,11 @@
 //! The mapping is page-aligned, so the backend block starts 16 mod 32 and
 //! the user pointer lands 32 bytes into it (`STARTS_32_BEFORE`).
 
-use core::ffi::{c_int, c_long, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
-extern "C" {
-    fn mmap(
-        addr: *mut c_void,
-        len: usize,
-        prot: c_int,
-        flags: c_int,
-        fd: c_int,
-        offset: c_long,
-    ) -> *mut c_void;
-    fn munmap(addr: *mut c_void, len: usize) -> c_int;
-    fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, ...) -> *mut c_void;
-}
+use crate::sys::{self, unmap as munmap};
 
-const PROT_READ_WRITE: c_int = 0x1 | 0x2;
-const MAP_PRIVATE_ANONYMOUS: c_int = 0x02 | 0x20;
-const MREMAP_MAYMOVE: c_int = 1;
-const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 /// The bytes before the backend block: the mapping's length, and padding.
 const HEADER: usize = 16;
 
@@ -82,7 +67,7 @@ fn take(len: usize) -> Option<*mut u8> {
         {
             POOLED.fetch_sub(have, Relaxed);
             // SAFETY: ours, taken out of the pool, and no longer wanted.
-            unsafe { munmap(map.cast(), have) };
+            unsafe { munmap(map, have) };
         }
     }
     None
@@ -102,18 +87,10 @@ pub(super) fn allocate(total: usize, zeroed: bool) -> *mut u8 {
             return unsafe { map.add(HEADER) };
         }
     }
-    // SAFETY: a new private anonymous mapping; failure is MAP_FAILED.
-    let map = unsafe {
-        mmap(
-            ptr::null_mut(),
-            len,
-            PROT_READ_WRITE,
-            MAP_PRIVATE_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if map == MAP_FAILED {
+    // A new private mapping (Linux, macOS: `mmap`; Windows: `VirtualAlloc`),
+    // page-aligned at least.
+    let map = sys::map(len);
+    if map.is_null() {
         return ptr::null_mut();
     }
     // SAFETY: the mapping is ours, page-aligned and at least `len` bytes.
@@ -145,7 +122,7 @@ pub(super) unsafe fn release(start: *mut u8) {
                 unsafe {
                     let old_len = length(old);
                     POOLED.fetch_sub(old_len, Relaxed);
-                    munmap(old.cast(), old_len);
+                    munmap(old, old_len);
                 }
             }
         }
@@ -163,7 +140,7 @@ pub(super) unsafe fn release(start: *mut u8) {
     }
     POOLED.fetch_sub(len, Relaxed);
     // SAFETY: our mapping, given up by the caller, of `len` bytes.
-    unsafe { munmap(map.cast(), len) };
+    unsafe { munmap(map, len) };
 }
 
 /// Resizes the block to `total` bytes, keeping its contents; NULL on
@@ -176,15 +153,16 @@ pub(super) unsafe fn resize(start: *mut u8, total: usize) -> *mut u8 {
     let Some(len) = total.checked_add(HEADER) else {
         return ptr::null_mut();
     };
-    // SAFETY: as in `release`; mremap moves the whole mapping (or fails and
-    // leaves it as it was).
+    // SAFETY: as in `release`; `remap` moves the whole mapping (Linux:
+    // `mremap`; elsewhere a new one and a copy) or fails and leaves it as it
+    // was.
     unsafe {
         let map = start.sub(HEADER);
-        let moved = mremap(map.cast(), map.cast::<usize>().read(), len, MREMAP_MAYMOVE);
-        if moved == MAP_FAILED {
+        let moved = sys::remap(map, map.cast::<usize>().read(), len);
+        if moved.is_null() {
             return ptr::null_mut();
         }
         moved.cast::<usize>().write(len);
-        moved.cast::<u8>().add(HEADER)
+        moved.add(HEADER)
     }
 }

@@ -65,12 +65,6 @@ mod imp {
         fn PyTraceMalloc_Track(domain: c_uint, ptr: usize, size: usize) -> c_int;
         fn PyTraceMalloc_Untrack(domain: c_uint, ptr: usize) -> c_int;
         static Py_Version: c_ulong;
-        fn pthread_atfork(
-            prepare: Option<extern "C" fn()>,
-            parent: Option<extern "C" fn()>,
-            child: Option<extern "C" fn()>,
-        ) -> c_int;
-        fn sched_yield() -> c_int;
     }
 
     /// How many threads of this copy are inside (or entering) a tracer
@@ -99,8 +93,9 @@ mod imp {
         }
         // SAFETY: registers plain functions of this copy that only touch
         // two atomics (and yield); glibc registers them under this object's
-        // `__dso_handle` and drops them if the object is unloaded.
-        if unsafe { pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) } != 0 {
+        // `__dso_handle` and drops them if the object is unloaded (macOS:
+        // `at_fork` pins the image first; Windows: no fork, nothing kept).
+        if !unsafe { crate::sys::at_fork(fork_prepare, fork_parent, fork_child) } {
             return;
         }
         ENABLED.store(true, Relaxed);
@@ -115,8 +110,7 @@ mod imp {
     extern "C" fn fork_prepare() {
         FORKING.store(true, SeqCst);
         while INSIDE_TRACER.load(SeqCst) != 0 {
-            // SAFETY: no arguments; only yields the processor.
-            unsafe { sched_yield() };
+            crate::sys::yield_now();
         }
     }
 
@@ -203,8 +197,7 @@ mod imp {
             }
             INSIDE_TRACER.fetch_sub(1, SeqCst);
             while FORKING.load(SeqCst) {
-                // SAFETY: no arguments; only yields the processor.
-                unsafe { sched_yield() };
+                crate::sys::yield_now();
             }
         }
     }

@@ -21,15 +21,10 @@
 //! counter block. mimalloc's own heap has the same corner (crate docs, Limits).
 
 use core::cell::Cell;
-use core::ffi::{c_int, c_uint, c_void};
-use core::ptr;
+use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire};
 
-extern "C" {
-    fn pthread_key_create(key: *mut c_uint, destructor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
-    fn pthread_key_delete(key: c_uint) -> c_int;
-    fn pthread_setspecific(key: c_uint, value: *const c_void) -> c_int;
-}
+use super::ThreadKey;
 
 /// A thread's state: not yet watched, watched (the key is set), exiting
 /// (the key's destructor ran, or the key could not be set).
@@ -87,12 +82,9 @@ fn watch(keeper: Keeper, give_back: fn(), state: u8) -> bool {
         return false;
     }
     if state == UNSEEN {
-        let set = key().is_some_and(|key| {
-            // SAFETY: `key` is a live key of this copy (never deleted once
-            // published); the value is any non-NULL pointer, never
-            // dereferenced.
-            unsafe { pthread_setspecific(key, ptr::NonNull::<u8>::dangling().as_ptr().cast()) == 0 }
-        });
+        // SAFETY: `key` is a live key of this copy (never deleted once
+        // published).
+        let set = key().is_some_and(|key| unsafe { super::thread_key_set(key) });
         if !set {
             STATE.with(|state| state.set(EXITING));
             return false;
@@ -104,39 +96,43 @@ fn watch(keeper: Keeper, give_back: fn(), state: u8) -> bool {
 }
 
 /// This copy's key, made on first use.
-fn key() -> Option<c_uint> {
+fn key() -> Option<ThreadKey> {
     match KEY.load(Acquire) {
         0 => make_key(),
         NO_KEY => None,
-        key => Some((key - 1) as c_uint),
+        key => Some((key - 1) as ThreadKey),
     }
 }
 
 #[cold]
-fn make_key() -> Option<c_uint> {
-    let mut key: c_uint = 0;
-    // glibc calls the key's destructor, this copy's code, at every watched
-    // thread's exit: the object holding it must stay loaded, unloaded or not.
-    // SAFETY: `key` is writable; the destructor is a function of this copy,
-    // pinned first.
-    if !super::pin_this_object() || unsafe { pthread_key_create(&mut key, Some(thread_exits)) } != 0 {
+fn make_key() -> Option<ThreadKey> {
+    // The C library (Windows: FLS) calls the key's destructor, this copy's
+    // code, at every watched thread's exit: the object holding it must stay
+    // loaded, unloaded or not.
+    let made = if super::pin_this_object() {
+        super::thread_key_create(thread_exits)
+    } else {
+        None
+    };
+    let Some(key) = made else {
         let _ = KEY.compare_exchange(0, NO_KEY, AcqRel, Acquire);
         return None;
-    }
+    };
     match KEY.compare_exchange(0, key as usize + 1, AcqRel, Acquire) {
         Ok(_) => Some(key),
         Err(current) => {
             // Another thread made one first: use it, drop ours (no thread
             // has set ours).
             // SAFETY: our own key, never published.
-            unsafe { pthread_key_delete(key) };
-            (current != NO_KEY).then(|| (current - 1) as c_uint)
+            unsafe { super::thread_key_delete(key) };
+            (current != NO_KEY).then(|| (current - 1) as ThreadKey)
         }
     }
 }
 
 /// The key's destructor: from here on the thread keeps nothing.
-unsafe extern "C" fn thread_exits(_value: *mut c_void) {
+/// `extern "system"`: Windows' FLS callback ABI, the C ABI elsewhere.
+unsafe extern "system" fn thread_exits(_value: *mut c_void) {
     STATE.with(|state| state.set(EXITING));
     GIVE_BACK.with(|slots| {
         for slot in slots {

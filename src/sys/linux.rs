@@ -1,0 +1,163 @@
+//! 64-bit glibc Linux (x86-64, aarch64).
+
+use core::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
+
+pub(super) use super::unix::write_stderr;
+pub(crate) use super::unix::{
+    aligned_alloc, thread_ident, thread_key_create, thread_key_delete, thread_key_set, yield_now,
+};
+
+/// glibc's `pthread_key_t` (`<bits/pthreadtypes.h>`: `unsigned int`).
+pub(crate) type ThreadKey = c_uint;
+
+extern "C" {
+    fn getauxval(kind: c_ulong) -> c_ulong;
+    fn dladdr1(address: *const c_void, info: *mut DlInfo, extra: *mut *mut c_void, flags: c_int) -> c_int;
+    fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void;
+    fn mmap(
+        addr: *mut c_void,
+        len: usize,
+        prot: c_int,
+        flags: c_int,
+        fd: c_int,
+        offset: c_long,
+    ) -> *mut c_void;
+    fn munmap(addr: *mut c_void, len: usize) -> c_int;
+    fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, ...) -> *mut c_void;
+}
+
+/// glibc's `Dl_info` (`<dlfcn.h>`).
+#[repr(C)]
+struct DlInfo {
+    fname: *const c_char,
+    fbase: *mut c_void,
+    sname: *const c_char,
+    saddr: *mut c_void,
+}
+
+/// The leading fields of `struct link_map` (`<link.h>`, the public part).
+#[repr(C)]
+struct LinkMap {
+    addr: usize,
+    name: *const c_char,
+}
+
+// glibc's <bits/dlfcn.h> (the same on every Linux architecture).
+const RTLD_LAZY: c_int = 0x1;
+const RTLD_NOLOAD: c_int = 0x4;
+const RTLD_NODELETE: c_int = 0x1000;
+const RTLD_DL_LINKMAP: c_int = 2;
+
+/// `getauxval` key of the 16 random bytes the kernel gives every process.
+const AT_RANDOM: c_ulong = 25;
+
+// <sys/mman.h>; MAP_ANONYMOUS is 0x20 on x86-64 and aarch64 alike (the
+// generic value; only a few architectures such as MIPS differ).
+const PROT_READ_WRITE: c_int = 0x1 | 0x2;
+const MAP_PRIVATE_ANONYMOUS: c_int = 0x02 | 0x20;
+const MREMAP_MAYMOVE: c_int = 1;
+const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
+
+/// The 16 random bytes the kernel put in this process's auxiliary vector:
+/// the same for every copy of pyalloc loaded in the process (there is one
+/// auxiliary vector) and in a forked child (which inherits its parent's
+/// memory, blocks included), fresh at every exec. `None` if the kernel gave
+/// none.
+pub(crate) fn process_random_bytes() -> Option<[u8; 16]> {
+    // SAFETY: getauxval only reads the auxiliary vector; AT_RANDOM is the
+    // address of 16 bytes that live as long as the process.
+    let address = unsafe { getauxval(AT_RANDOM) } as usize;
+    if address == 0 {
+        return None;
+    }
+    // SAFETY: as above, 16 readable bytes at `address`, never written.
+    Some(unsafe { (address as *const [u8; 16]).read_unaligned() })
+}
+
+/// Pins the object holding `code` (see `sys::pin_this_object`).
+pub(super) fn pin_object_of(code: *const c_void) -> bool {
+    let mut info = DlInfo {
+        fname: core::ptr::null(),
+        fbase: core::ptr::null_mut(),
+        sname: core::ptr::null(),
+        saddr: core::ptr::null_mut(),
+    };
+    let mut map: *mut c_void = core::ptr::null_mut();
+    // SAFETY: `info` and `map` are valid places for dladdr1's answers; it
+    // only looks `code` up among the loaded objects.
+    if unsafe { dladdr1(code, &mut info, &mut map, RTLD_DL_LINKMAP) } == 0 || map.is_null() {
+        return false;
+    }
+    // SAFETY: `map` is the `link_map` of the object holding this code, which
+    // stays loaded while this code runs; its name is a NUL-terminated string.
+    let name = unsafe { (*map.cast::<LinkMap>()).name };
+    // SAFETY: as above; only the first byte is read to see if it is empty.
+    if name.is_null() || unsafe { *name } == 0 {
+        // The program itself (glibc names its map ""): never unloaded.
+        return true;
+    }
+    // SAFETY: `name` is the loaded object's own name, so RTLD_NOLOAD finds it
+    // without loading anything; RTLD_NODELETE keeps it for the process.
+    !unsafe { dlopen(name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE) }.is_null()
+}
+
+/// Registers fork handlers; false when it failed.
+///
+/// # Safety
+/// The handlers are safe to run around `fork` and are functions of the
+/// caller's object (glibc registers them under its `__dso_handle` and drops
+/// them if it is unloaded).
+#[cfg_attr(not(pyalloc_py315), allow(dead_code))] // only 3.15+ builds register fork handlers (tracemalloc.rs)
+pub(crate) unsafe fn at_fork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> bool {
+    // SAFETY: as the caller promises.
+    unsafe { super::unix::pthread_at_fork(prepare, parent, child) }
+}
+
+/// A new private anonymous mapping of `len` bytes, page-aligned and
+/// zero-filled; NULL on failure.
+pub(crate) fn map(len: usize) -> *mut u8 {
+    // SAFETY: a new private anonymous mapping; failure is MAP_FAILED.
+    let map = unsafe {
+        mmap(
+            core::ptr::null_mut(),
+            len,
+            PROT_READ_WRITE,
+            MAP_PRIVATE_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if map == MAP_FAILED {
+        return core::ptr::null_mut();
+    }
+    map.cast()
+}
+
+/// # Safety
+/// `map` and `len` are a live mapping from `map` or `remap`, not used
+/// afterwards.
+pub(crate) unsafe fn unmap(map: *mut u8, len: usize) {
+    // SAFETY: as the caller promises.
+    unsafe { munmap(map.cast(), len) };
+}
+
+/// The mapping `map` of `old_len` bytes resized to `new_len` bytes (moved
+/// if need be, contents kept; no copy: `mremap` moves the pages); NULL on
+/// failure, leaving it as it was.
+///
+/// # Safety
+/// `map` and `old_len` are a live mapping from `map` or `remap`; on success
+/// it is not used afterwards.
+pub(crate) unsafe fn remap(map: *mut u8, old_len: usize, new_len: usize) -> *mut u8 {
+    // SAFETY: as the caller promises; mremap moves the whole mapping or
+    // fails and leaves it as it was.
+    let moved = unsafe { mremap(map.cast(), old_len, new_len, MREMAP_MAYMOVE) };
+    if moved == MAP_FAILED {
+        return core::ptr::null_mut();
+    }
+    moved.cast()
+}

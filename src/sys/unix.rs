@@ -1,0 +1,119 @@
+//! What glibc Linux and macOS share: POSIX calls with the same signature on
+//! both (the types that differ, `pthread_key_t`, come from `os`).
+
+use core::ffi::{c_int, c_ulong, c_void};
+
+use super::os::ThreadKey;
+
+extern "C" {
+    fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int;
+    fn write(fd: c_int, buf: *const c_void, count: usize) -> isize;
+    fn pthread_key_create(
+        key: *mut ThreadKey,
+        destructor: Option<unsafe extern "system" fn(*mut c_void)>,
+    ) -> c_int;
+    fn pthread_key_delete(key: ThreadKey) -> c_int;
+    fn pthread_setspecific(key: ThreadKey, value: *const c_void) -> c_int;
+}
+
+#[cfg_attr(
+    any(pyalloc_py312, all(target_arch = "x86_64", target_os = "linux")),
+    allow(dead_code)
+)]
+extern "C" {
+    fn pthread_self() -> *mut c_void;
+}
+
+#[cfg_attr(not(pyalloc_py315), allow(dead_code))]
+extern "C" {
+    fn pthread_atfork(
+        prepare: Option<extern "C" fn()>,
+        parent: Option<extern "C" fn()>,
+        child: Option<extern "C" fn()>,
+    ) -> c_int;
+    fn sched_yield() -> c_int;
+}
+
+/// A block aligned to `align` (a power of two, at least pointer size); NULL
+/// on failure. Never freed by pyalloc (counter blocks live for the process);
+/// `free` could free it.
+pub(crate) fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+    let mut out = core::ptr::null_mut();
+    // SAFETY: `out` is a valid place for the result; posix_memalign checks
+    // `align` itself and reports failure through its return value.
+    match unsafe { posix_memalign(&mut out, align, size) } {
+        0 => out.cast(),
+        _ => core::ptr::null_mut(),
+    }
+}
+
+pub(super) fn write_stderr(bytes: &[u8]) {
+    // SAFETY: writes a valid byte slice to fd 2.
+    unsafe { write(2, bytes.as_ptr().cast(), bytes.len()) };
+}
+
+/// What CPython's `PyThread_get_thread_ident()` returns on POSIX
+/// (`Python/thread_pthread.h`: `(unsigned long) pthread_self()`), which 3.11
+/// stores as a thread state's `thread_id`. `pthread_t` is an integer on glibc
+/// and a pointer on macOS; both are 64 bits, as `unsigned long` is (LP64).
+#[inline]
+#[cfg_attr(
+    any(pyalloc_py312, all(target_arch = "x86_64", target_os = "linux")),
+    allow(dead_code)
+)] // only 3.11 off x86-64 Linux
+pub(crate) fn thread_ident() -> c_ulong {
+    // SAFETY: pthread_self takes no arguments and only reads the thread
+    // pointer; it cannot fail.
+    unsafe { pthread_self() as usize as c_ulong }
+}
+
+/// A new thread key whose `destructor` runs at the exit of each thread that
+/// set it (`pthread_key_create`); None when none is left. `extern "system"`
+/// is the C ABI on every Unix.
+pub(crate) fn thread_key_create(destructor: unsafe extern "system" fn(*mut c_void)) -> Option<ThreadKey> {
+    let mut key: ThreadKey = 0;
+    // SAFETY: `key` is writable; the destructor is a function the caller
+    // keeps loaded (it pins its object first).
+    (unsafe { pthread_key_create(&mut key, Some(destructor)) } == 0).then_some(key)
+}
+
+/// Sets `key` for the calling thread to a non-NULL value (its destructor
+/// runs only for non-NULL values); false on failure.
+///
+/// # Safety
+/// `key` is a live key from `thread_key_create`.
+pub(crate) unsafe fn thread_key_set(key: ThreadKey) -> bool {
+    // SAFETY: a live key (the caller's promise); the value is any non-NULL
+    // pointer, never dereferenced.
+    unsafe { pthread_setspecific(key, core::ptr::NonNull::<u8>::dangling().as_ptr().cast()) == 0 }
+}
+
+/// # Safety
+/// `key` is a live key from `thread_key_create` that no thread has set.
+pub(crate) unsafe fn thread_key_delete(key: ThreadKey) {
+    // SAFETY: as the caller promises.
+    unsafe { pthread_key_delete(key) };
+}
+
+/// Registers fork handlers (`pthread_atfork`); false when it failed.
+///
+/// # Safety
+/// The handlers are safe to run around `fork` and stay callable for the
+/// rest of the process, or (glibc, which registers them under the caller's
+/// `__dso_handle`) until the caller's object is unloaded.
+#[cfg_attr(not(pyalloc_py315), allow(dead_code))] // only 3.15+ builds register fork handlers (tracemalloc.rs)
+pub(super) unsafe fn pthread_at_fork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> bool {
+    // SAFETY: as the caller promises.
+    unsafe { pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
+}
+
+/// Gives the processor to another thread.
+#[cfg_attr(not(pyalloc_py315), allow(dead_code))] // only 3.15+ builds register fork handlers (tracemalloc.rs)
+pub(crate) fn yield_now() {
+    // SAFETY: no arguments; only yields the processor.
+    unsafe { sched_yield() };
+}
