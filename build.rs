@@ -88,7 +88,10 @@ fn emit_test_link_args(python: &HashMap<String, String>) {
     if let Some(lib_dir) = python.get("lib_dir").filter(|dir| !dir.is_empty()) {
         // Applies to this package's tests, benches and examples only: a
         // staticlib or rlib is not linked here, so users are not affected.
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
+        // ELF and Mach-O linkers know rpath; Windows finds DLLs on PATH.
+        if env::var_os("CARGO_CFG_UNIX").is_some() {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
+        }
         // Dependents that embed the interpreter (the benchmark) read it as
         // DEP_PYALLOC_PYTHON_LIB_DIR for their own rpath.
         println!("cargo:python_lib_dir={lib_dir}");
