@@ -6,12 +6,15 @@
 # order:
 #
 #   - the system packages the tests use (installed when missing);
-#   - formatting, lints (default, no-default-features, every feature), docs;
+#   - formatting, lints (default, no-default-features, every feature), docs,
+#     src/'s structure (scripts/check-structure.py);
 #   - the README's main job and commands as printed (a new user's install of
 #     the example, alone, from a wheel directory);
 #   - once per CPython 3.11-3.13 found (pyenv, else python3.X on PATH): every
 #     Rust and C test, the Python suite and the mixed C/Rust example, in a
-#     fresh virtual environment;
+#     fresh virtual environment (the C programs under preloaded foreign
+#     allocators and the full-length stress run on the oldest and the newest
+#     CPython only);
 #   - every C program on CPython 3.11's debug build (--with-pydebug);
 #   - the same as for 3.11-3.13 for CPython 3.14 and 3.15, inside a Debian
 #     testing root (scripts/forky-pythons.sh: their binaries need a newer
@@ -52,6 +55,14 @@ check() {
 }
 
 check "system packages (Debian)" scripts/system-packages.sh
+
+# The cross-platform step's root (scripts/cross-targets.sh setup: mostly
+# downloads and unpacking, about 2 minutes when missing) is made in the
+# background while the host checks run; its check below waits for it. Only
+# after the host's own apt-get above: both may install debootstrap.
+mkdir -p target
+scripts/cross-targets.sh setup >target/cross-setup.log 2>&1 &
+cross_setup=$!
 
 lints() {
     cargo fmt --all -- --check
@@ -100,7 +111,12 @@ interpreter_checks() {
     local python=$1 profile=$2 build_dir=$3 foreign=$4
     shift 4
     local -a run=("$@") skip=()
-    [ "$foreign" = foreign ] || skip=(-- --skip every_program_under_foreign_allocators)
+    # The same two interpreters run the stress test at full length; the
+    # others a shorter run (PYALLOC_STRESS_OPS, passed into the root too).
+    if [ "$foreign" != foreign ]; then
+        skip=(-- --skip every_program_under_foreign_allocators)
+        export PYALLOC_STRESS_OPS=500
+    fi
     local tag version venv
     tag=$("${run[@]}" "$python" -c 'import sys; print("py%d%d" % sys.version_info[:2])')
     version=$("${run[@]}" "$python" --version)
@@ -110,7 +126,7 @@ interpreter_checks() {
     # A target directory per interpreter: pyo3-ffi rebuilds when PYO3_PYTHON
     # changes, so sharing one would rebuild everything on every switch.
     export PYO3_PYTHON="$python" CARGO_TARGET_DIR="target/$tag"
-    check "cargo test, $version${skip:+ (no foreign-allocator matrix)}" "${run[@]}" cargo test --no-fail-fast "${skip[@]}"
+    check "cargo test, $version${skip:+ (no foreign-allocator matrix, a shorter stress run)}" "${run[@]}" cargo test --no-fail-fast "${skip[@]}"
 
     install_and_test() {
         "${run[@]}" "$python" -m venv --clear "$venv"
@@ -126,7 +142,7 @@ interpreter_checks() {
         "${run[@]}" "$venv/bin/python" -m pytest -p no:cacheprovider examples/mixed_extension/tests
     }
     check "examples/mixed_extension (pyalloc.setuptools), $version" example
-    unset PYO3_PYTHON CARGO_TARGET_DIR
+    unset PYO3_PYTHON CARGO_TARGET_DIR PYALLOC_STRESS_OPS
 }
 
 for python in "${interpreters[@]}"; do
@@ -184,8 +200,17 @@ check "compile for CPython 3.14t, 3.15t (free-threaded) and 3.16 (unknown to the
 # in c_api.rs's modes, the allocator and stress tests), and cargo clippy -D
 # warnings for x86_64-pc-windows-gnu, aarch64-apple-darwin and
 # x86_64-apple-darwin (std built from source; macOS without mimalloc).
-check "aarch64 Linux under qemu, Windows and macOS compile checks (scripts/cross-targets.sh)" \
+# `wait` here, in this shell: a check runs in a subshell, whose children the
+# background setup is not.
+cross_setup_status=0
+wait "$cross_setup" || cross_setup_status=$?
+cross_targets() {
+    cat target/cross-setup.log
+    [ "$1" -eq 0 ] || return "$1"
     scripts/cross-targets.sh all
+}
+check "aarch64 Linux under qemu, Windows and macOS compile checks (scripts/cross-targets.sh)" \
+    cross_targets "$cross_setup_status"
 
 check "packaging: cargo package, publish --dry-run, python -m build, wheel contents, auditwheel" \
     scripts/check-packaging.sh "$newest_venv/bin/python"
