@@ -20,6 +20,13 @@ use core::ffi::{c_char, c_void};
     any(all(target_os = "linux", target_env = "gnu"), target_os = "macos", windows)
 )))]
 compile_error!("pyalloc supports 64-bit glibc Linux, macOS and Windows");
+// windows-gnu (MinGW's ld) has no native thread-locals: std's `thread_local!`
+// allocates each thread's slot through the global allocator, which is
+// pyalloc, whose first call reads a thread-local (endless recursion), and
+// frees it at thread exit after which pyalloc's thread-locals panic.
+// windows-msvc and windows-gnullvm have them.
+#[cfg(all(windows, target_env = "gnu", not(target_abi = "llvm")))]
+compile_error!("pyalloc needs native thread-locals on Windows: build for x86_64-pc-windows-msvc (or -gnullvm), not -gnu");
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[path = "linux.rs"]
