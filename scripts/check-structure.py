@@ -67,7 +67,8 @@ def declared(file):
             name = decl.group(1)
             folder = module_dir(file)
             if pending:
-                found[name] = [folder / p for p in pending]
+                # Several `mod x;` chosen by cfg: all of them.
+                found.setdefault(name, []).extend(folder / p for p in pending)
             elif (folder / name / "mod.rs").exists():
                 found[name] = [folder / name / "mod.rs"]
             else:

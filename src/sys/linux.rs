@@ -1,38 +1,21 @@
 //! 64-bit glibc Linux (x86-64, aarch64).
 
-use core::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use super::unix::DlInfo;
+use core::ffi::{c_char, c_int, c_ulong, c_void};
+
+use super::unix::MAP_FAILED;
 
 pub(super) use super::unix::write_stderr;
 pub(crate) use super::unix::{
-    aligned_alloc, thread_ident, thread_key_create, thread_key_delete, thread_key_set, yield_now,
+    aligned_alloc, map, thread_ident, thread_key_create, thread_key_delete, thread_key_set, unmap, yield_now,
+    ThreadKey,
 };
-
-/// glibc's `pthread_key_t` (`<bits/pthreadtypes.h>`: `unsigned int`).
-pub(crate) type ThreadKey = c_uint;
 
 extern "C" {
     fn getauxval(kind: c_ulong) -> c_ulong;
     fn dladdr1(address: *const c_void, info: *mut DlInfo, extra: *mut *mut c_void, flags: c_int) -> c_int;
     fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void;
-    fn mmap(
-        addr: *mut c_void,
-        len: usize,
-        prot: c_int,
-        flags: c_int,
-        fd: c_int,
-        offset: c_long,
-    ) -> *mut c_void;
-    fn munmap(addr: *mut c_void, len: usize) -> c_int;
     fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, ...) -> *mut c_void;
-}
-
-/// glibc's `Dl_info` (`<dlfcn.h>`).
-#[repr(C)]
-struct DlInfo {
-    fname: *const c_char,
-    fbase: *mut c_void,
-    sname: *const c_char,
-    saddr: *mut c_void,
 }
 
 /// The leading fields of `struct link_map` (`<link.h>`, the public part).
@@ -53,10 +36,7 @@ const AT_RANDOM: c_ulong = 25;
 
 // <sys/mman.h>; MAP_ANONYMOUS is 0x20 on x86-64 and aarch64 alike (the
 // generic value; only a few architectures such as MIPS differ).
-const PROT_READ_WRITE: c_int = 0x1 | 0x2;
-const MAP_PRIVATE_ANONYMOUS: c_int = 0x02 | 0x20;
 const MREMAP_MAYMOVE: c_int = 1;
-const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 
 /// The 16 random bytes the kernel put in this process's auxiliary vector:
 /// the same for every copy of pyalloc loaded in the process (there is one
@@ -76,12 +56,7 @@ pub(crate) fn process_random_bytes() -> Option<[u8; 16]> {
 
 /// Pins the object holding `code` (see `sys::pin_this_object`).
 pub(super) fn pin_object_of(code: *const c_void) -> bool {
-    let mut info = DlInfo {
-        fname: core::ptr::null(),
-        fbase: core::ptr::null_mut(),
-        sname: core::ptr::null(),
-        saddr: core::ptr::null_mut(),
-    };
+    let mut info = DlInfo::EMPTY;
     let mut map: *mut c_void = core::ptr::null_mut();
     // SAFETY: `info` and `map` are valid places for dladdr1's answers; it
     // only looks `code` up among the loaded objects.
@@ -99,50 +74,6 @@ pub(super) fn pin_object_of(code: *const c_void) -> bool {
     // SAFETY: `name` is the loaded object's own name, so RTLD_NOLOAD finds it
     // without loading anything; RTLD_NODELETE keeps it for the process.
     !unsafe { dlopen(name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE) }.is_null()
-}
-
-/// Registers fork handlers; false when it failed.
-///
-/// # Safety
-/// The handlers are safe to run around `fork` and are functions of the
-/// caller's object (glibc registers them under its `__dso_handle` and drops
-/// them if it is unloaded).
-#[cfg_attr(not(pyalloc_py315), allow(dead_code))] // only 3.15+ builds register fork handlers (tracemalloc.rs)
-pub(crate) unsafe fn at_fork(
-    prepare: extern "C" fn(),
-    parent: extern "C" fn(),
-    child: extern "C" fn(),
-) -> bool {
-    // SAFETY: as the caller promises.
-    unsafe { super::unix::pthread_at_fork(prepare, parent, child) }
-}
-
-/// A new private anonymous mapping of `len` bytes, page-aligned and
-/// zero-filled; NULL on failure.
-pub(crate) fn map(len: usize) -> *mut u8 {
-    // SAFETY: a new private anonymous mapping; failure is MAP_FAILED.
-    let map = unsafe {
-        mmap(
-            core::ptr::null_mut(),
-            len,
-            PROT_READ_WRITE,
-            MAP_PRIVATE_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if map == MAP_FAILED {
-        return core::ptr::null_mut();
-    }
-    map.cast()
-}
-
-/// # Safety
-/// `map` and `len` are a live mapping from `map` or `remap`, not used
-/// afterwards.
-pub(crate) unsafe fn unmap(map: *mut u8, len: usize) {
-    // SAFETY: as the caller promises.
-    unsafe { munmap(map.cast(), len) };
 }
 
 /// The mapping `map` of `old_len` bytes resized to `new_len` bytes (moved

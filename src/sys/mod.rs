@@ -26,7 +26,9 @@ compile_error!("pyalloc supports 64-bit glibc Linux, macOS and Windows");
 // frees it at thread exit after which pyalloc's thread-locals panic.
 // windows-msvc and windows-gnullvm have them.
 #[cfg(all(windows, target_env = "gnu", not(target_abi = "llvm")))]
-compile_error!("pyalloc needs native thread-locals on Windows: build for x86_64-pc-windows-msvc (or -gnullvm), not -gnu");
+compile_error!(
+    "pyalloc needs native thread-locals on Windows: build for x86_64-pc-windows-msvc (or -gnullvm), not -gnu"
+);
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[path = "linux.rs"]
@@ -45,17 +47,19 @@ pub(crate) mod thread_exit;
 
 pub(crate) use kept_answer::KeptAnswer;
 
+#[cfg(target_os = "linux")]
+pub(crate) use os::remap;
 #[cfg_attr(
     any(pyalloc_py312, all(target_arch = "x86_64", target_os = "linux")),
     allow(unused_imports)
 )] // 3.11 off x86-64 Linux
 pub(crate) use os::thread_ident;
-pub(crate) use os::{
-    aligned_alloc, map, process_random_bytes, remap, thread_key_create, thread_key_delete, thread_key_set,
-    unmap, ThreadKey,
-};
 #[cfg_attr(not(pyalloc_py315), allow(unused_imports))] // tracemalloc.rs, 3.15+
-pub(crate) use os::{at_fork, yield_now};
+pub(crate) use os::yield_now;
+pub(crate) use os::{
+    aligned_alloc, map, process_random_bytes, thread_key_create, thread_key_delete, thread_key_set, unmap,
+    ThreadKey,
+};
 
 // The C runtime's malloc family, getenv and abort: the same names in glibc,
 // macOS's libSystem and Windows' CRT (msvcrt/ucrt; C89 functions).
@@ -152,4 +156,52 @@ pub(crate) fn warn_parts(parts: &[&str]) {
     for part in parts {
         os::write_stderr(part.as_bytes());
     }
+}
+
+/// Registers fork handlers; false when it failed or the object holding
+/// this copy could not be pinned (Apple's `pthread_atfork` keeps handlers
+/// for the process, glibc drops them when the object is unloaded: pinned
+/// either way). Windows has no `fork`: nothing to register, true.
+///
+/// # Safety
+/// The handlers are safe to run around `fork` and are functions of this
+/// copy.
+#[cfg_attr(not(pyalloc_py315), allow(dead_code))] // only 3.15+ builds register fork handlers (tracemalloc.rs)
+pub(crate) unsafe fn at_fork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> bool {
+    #[cfg(unix)]
+    // SAFETY: the handlers stay callable once the object is pinned; the
+    // caller promises the rest.
+    return pin_this_object()
+        && unsafe { unix::pthread_atfork(Some(prepare), Some(parent), Some(child)) } == 0;
+    #[cfg(windows)]
+    {
+        let _ = (prepare, parent, child);
+        true
+    }
+}
+
+/// The mapping `map` of `old_len` bytes resized to `new_len`: where there
+/// is no `mremap` (macOS, Windows), a new mapping, a copy of the smaller
+/// length, and the old one unmapped (slower than Linux, the same result);
+/// NULL on failure, leaving it as it was.
+///
+/// # Safety
+/// `map` and `old_len` are a live mapping from `map` or `remap`; on success
+/// it is not used afterwards.
+#[cfg(not(target_os = "linux"))]
+pub(crate) unsafe fn remap(map: *mut u8, old_len: usize, new_len: usize) -> *mut u8 {
+    let moved = os::map(new_len);
+    if !moved.is_null() {
+        // SAFETY: two distinct live mappings, each at least as long as the
+        // copy; the old one is the caller's to give up.
+        unsafe {
+            core::ptr::copy_nonoverlapping(map, moved, old_len.min(new_len));
+            os::unmap(map, old_len);
+        }
+    }
+    moved
 }

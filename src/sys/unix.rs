@@ -1,11 +1,28 @@
 //! What glibc Linux and macOS share: POSIX calls with the same signature on
 //! both (the types that differ, `pthread_key_t`, come from `os`).
 
-use core::ffi::{c_int, c_ulong, c_void};
+use core::ffi::{c_char, c_int, c_ulong, c_void};
 
-use super::os::ThreadKey;
+/// `pthread_key_t`: `unsigned int` in glibc (`<bits/pthreadtypes.h>`),
+/// `unsigned long` on macOS (`<sys/_types/_pthread_key_t.h>`).
+#[cfg(target_os = "linux")]
+pub(crate) type ThreadKey = core::ffi::c_uint;
+#[cfg(target_os = "macos")]
+pub(crate) type ThreadKey = c_ulong;
+
+const PROT_READ_WRITE: c_int = 0x1 | 0x2;
+/// `MAP_PRIVATE | MAP_ANONYMOUS`: `MAP_ANONYMOUS` is 0x20 on Linux, 0x1000
+/// (`MAP_ANON`) on macOS.
+#[cfg(target_os = "linux")]
+const MAP_PRIVATE_ANONYMOUS: c_int = 0x02 | 0x20;
+#[cfg(target_os = "macos")]
+const MAP_PRIVATE_ANONYMOUS: c_int = 0x02 | 0x1000;
+pub(super) const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 
 extern "C" {
+    /// `off_t` is 64 bits on both (LP64).
+    fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, offset: i64) -> *mut c_void;
+    fn munmap(addr: *mut c_void, len: usize) -> c_int;
     fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int;
     fn write(fd: c_int, buf: *const c_void, count: usize) -> isize;
     fn pthread_key_create(
@@ -26,7 +43,7 @@ extern "C" {
 
 #[cfg_attr(not(pyalloc_py315), allow(dead_code))]
 extern "C" {
-    fn pthread_atfork(
+    pub(super) fn pthread_atfork(
         prepare: Option<extern "C" fn()>,
         parent: Option<extern "C" fn()>,
         child: Option<extern "C" fn()>,
@@ -57,10 +74,7 @@ pub(super) fn write_stderr(bytes: &[u8]) {
 /// stores as a thread state's `thread_id`. `pthread_t` is an integer on glibc
 /// and a pointer on macOS; both are 64 bits, as `unsigned long` is (LP64).
 #[inline]
-#[cfg_attr(
-    any(pyalloc_py312, all(target_arch = "x86_64", target_os = "linux")),
-    allow(dead_code)
-)] // only 3.11 off x86-64 Linux
+#[cfg_attr(any(pyalloc_py312, target_os = "linux"), allow(dead_code))] // 3.11 on aarch64 Linux and macOS
 pub(crate) fn thread_ident() -> c_ulong {
     // SAFETY: pthread_self takes no arguments and only reads the thread
     // pointer; it cannot fail.
@@ -95,25 +109,56 @@ pub(crate) unsafe fn thread_key_delete(key: ThreadKey) {
     unsafe { pthread_key_delete(key) };
 }
 
-/// Registers fork handlers (`pthread_atfork`); false when it failed.
-///
-/// # Safety
-/// The handlers are safe to run around `fork` and stay callable for the
-/// rest of the process, or (glibc, which registers them under the caller's
-/// `__dso_handle`) until the caller's object is unloaded.
-#[cfg_attr(not(pyalloc_py315), allow(dead_code))] // only 3.15+ builds register fork handlers (tracemalloc.rs)
-pub(super) unsafe fn pthread_at_fork(
-    prepare: extern "C" fn(),
-    parent: extern "C" fn(),
-    child: extern "C" fn(),
-) -> bool {
-    // SAFETY: as the caller promises.
-    unsafe { pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
-}
-
 /// Gives the processor to another thread.
 #[cfg_attr(not(pyalloc_py315), allow(dead_code))] // only 3.15+ builds register fork handlers (tracemalloc.rs)
 pub(crate) fn yield_now() {
     // SAFETY: no arguments; only yields the processor.
     unsafe { sched_yield() };
+}
+
+/// A new private anonymous mapping of `len` bytes, page-aligned and
+/// zero-filled; NULL on failure.
+pub(crate) fn map(len: usize) -> *mut u8 {
+    // SAFETY: a new private anonymous mapping; failure is MAP_FAILED.
+    let map = unsafe {
+        mmap(
+            core::ptr::null_mut(),
+            len,
+            PROT_READ_WRITE,
+            MAP_PRIVATE_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if map == MAP_FAILED {
+        return core::ptr::null_mut();
+    }
+    map.cast()
+}
+
+/// # Safety
+/// `map` and `len` are a live mapping from `map` or `remap`, not used
+/// afterwards.
+pub(crate) unsafe fn unmap(map: *mut u8, len: usize) {
+    // SAFETY: as the caller promises.
+    unsafe { munmap(map.cast(), len) };
+}
+
+/// `Dl_info` (`<dlfcn.h>`), the same in glibc and dyld.
+#[repr(C)]
+pub(super) struct DlInfo {
+    pub(super) fname: *const c_char,
+    pub(super) fbase: *mut c_void,
+    pub(super) sname: *const c_char,
+    pub(super) saddr: *mut c_void,
+}
+
+impl DlInfo {
+    /// Empty, for `dladdr` to fill.
+    pub(super) const EMPTY: DlInfo = DlInfo {
+        fname: core::ptr::null(),
+        fbase: core::ptr::null_mut(),
+        sname: core::ptr::null(),
+        saddr: core::ptr::null_mut(),
+    };
 }

@@ -49,15 +49,11 @@ extern "C" {
     fn _write(fd: c_int, buf: *const c_void, count: c_uint) -> c_int;
 }
 
+// <fibersapi.h>
 const FLS_OUT_OF_INDEXES: u32 = u32::MAX;
+// <libloaderapi.h>
 const GET_MODULE_HANDLE_EX_FLAG_PIN: u32 = 0x1;
 const GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS: u32 = 0x4;
-const MEM_COMMIT: u32 = 0x1000;
-const MEM_RESERVE: u32 = 0x2000;
-const MEM_RELEASE: u32 = 0x8000;
-const PAGE_READWRITE: u32 = 0x04;
-const FILE_MAP_WRITE: u32 = 0x2;
-const FILE_MAP_READ: u32 = 0x4;
 const INVALID_HANDLE_VALUE: Handle = !0usize as Handle;
 const BCRYPT_USE_SYSTEM_PREFERRED_RNG: u32 = 0x2;
 
@@ -83,10 +79,7 @@ pub(super) fn write_stderr(bytes: &[u8]) {
 /// thread state's `thread_id`; `unsigned long` is 32 bits there, as a
 /// `DWORD` is.
 #[inline]
-#[cfg_attr(
-    any(pyalloc_py312, all(target_arch = "x86_64", target_os = "linux")),
-    allow(dead_code)
-)] // only 3.11 off x86-64 Linux
+#[cfg_attr(pyalloc_py312, allow(dead_code))] // 3.11 only
 pub(crate) fn thread_ident() -> c_ulong {
     // SAFETY: no arguments; cannot fail.
     unsafe { GetCurrentThreadId() }
@@ -123,19 +116,6 @@ pub(crate) unsafe fn thread_key_delete(key: ThreadKey) {
     unsafe { FlsFree(key) };
 }
 
-/// Windows has no `fork`: nothing to register; true.
-///
-/// # Safety
-/// None beyond the Unix versions' (kept `unsafe` to match them).
-#[cfg_attr(not(pyalloc_py315), allow(dead_code))] // only 3.15+ builds register fork handlers (tracemalloc.rs)
-pub(crate) unsafe fn at_fork(
-    _prepare: extern "C" fn(),
-    _parent: extern "C" fn(),
-    _child: extern "C" fn(),
-) -> bool {
-    true
-}
-
 /// Gives the processor to another thread.
 #[cfg_attr(not(pyalloc_py315), allow(dead_code))] // only 3.15+ builds register fork handlers (tracemalloc.rs)
 pub(crate) fn yield_now() {
@@ -160,6 +140,10 @@ pub(super) fn pin_object_of(code: *const c_void) -> bool {
         ) != 0
     }
 }
+
+// <memoryapi.h>: the views of the cookie's section.
+const FILE_MAP_WRITE: u32 = 0x2;
+const FILE_MAP_READ: u32 = 0x4;
 
 /// The process's 16 random bytes, the same in every copy of pyalloc in it.
 ///
@@ -260,6 +244,12 @@ fn section_name() -> [u16; 48] {
     name
 }
 
+// <winnt.h>: VirtualAlloc's and VirtualFree's kinds, a page protection.
+const MEM_COMMIT: u32 = 0x1000;
+const MEM_RESERVE: u32 = 0x2000;
+const MEM_RELEASE: u32 = 0x8000;
+const PAGE_READWRITE: u32 = 0x04;
+
 /// A new committed read-write region of `len` bytes (`VirtualAlloc`:
 /// 64 KiB-aligned, zero-filled); NULL on failure.
 pub(crate) fn map(len: usize) -> *mut u8 {
@@ -281,24 +271,4 @@ pub(crate) unsafe fn unmap(map: *mut u8, _len: usize) {
     // SAFETY: as the caller promises; MEM_RELEASE takes size 0 and frees the
     // whole region VirtualAlloc reserved.
     unsafe { VirtualFree(map.cast(), 0, MEM_RELEASE) };
-}
-
-/// The region resized: a new one, a copy of the smaller length, the old one
-/// released (Windows cannot move pages as `mremap` does); NULL on failure,
-/// leaving it as it was.
-///
-/// # Safety
-/// `map` and `old_len` are a live region from `map` or `remap`; on success
-/// it is not used afterwards.
-pub(crate) unsafe fn remap(map: *mut u8, old_len: usize, new_len: usize) -> *mut u8 {
-    let moved = self::map(new_len);
-    if !moved.is_null() {
-        // SAFETY: two distinct live regions, each at least as long as the
-        // copy; the old one is the caller's to give up.
-        unsafe {
-            core::ptr::copy_nonoverlapping(map, moved, old_len.min(new_len));
-            unmap(map, old_len);
-        }
-    }
-    moved
 }
