@@ -3,7 +3,7 @@
 //! each.
 
 use super::unix::DlInfo;
-use core::ffi::{c_char, c_int, c_ulong, c_void};
+use core::ffi::{c_char, c_int, c_void};
 
 pub(super) use super::unix::write_stderr;
 pub(crate) use super::unix::{
