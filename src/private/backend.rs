@@ -60,7 +60,7 @@ impl Backend {
 
     /// The backend a block's owner word names. Only a corrupted mark names
     /// one this build does not have (this copy made the block).
-    #[inline]
+    #[inline(always)]
     pub(super) fn of(owner_word: usize) -> Backend {
         match owner_word & BACKENDS {
             SYSTEM_BLOCK => Backend::System,
