@@ -100,11 +100,13 @@ fi
 # checks goes through $run, which binds this checkout at its own path.
 # Its target directories (target/py314, target/py315) are its own: a build
 # there links against forky's glibc, so no host build may share them.
-# The C programs under foreign allocators (jemalloc, tcmalloc, mimalloc
-# preloaded; c_api.rs's every_program_under_foreign_allocators) run on the
-# oldest and the newest CPython only: the allocators' 8-aligned blocks meet
-# the same classification code on every version, and the matrix is the
-# largest part of `cargo test` (about two minutes per interpreter).
+# The tests under tools run on the oldest and the newest CPython only: the
+# C programs and the stress test under foreign allocators (jemalloc,
+# tcmalloc, mimalloc preloaded), AddressSanitizer and valgrind. They check
+# the same classification and heap code on every version and were most of
+# each interpreter's `cargo test`; every version runs every program and
+# test plainly and under CPython's debug hooks.
+tools_matrix=(--skip foreign_allocators --skip asan --skip valgrind)
 # interpreter_checks PYTHON PROFILE BUILD_DIR FOREIGN [RUN...]
 # FOREIGN: "foreign" runs the matrix, anything else skips it.
 interpreter_checks() {
@@ -114,7 +116,7 @@ interpreter_checks() {
     # The same two interpreters run the stress test at full length; the
     # others a shorter run (PYALLOC_STRESS_OPS, passed into the root too).
     if [ "$foreign" != foreign ]; then
-        skip=(-- --skip every_program_under_foreign_allocators)
+        skip=(-- "${tools_matrix[@]}")
         export PYALLOC_STRESS_OPS=500
     fi
     local tag version venv
@@ -126,7 +128,7 @@ interpreter_checks() {
     # A target directory per interpreter: pyo3-ffi rebuilds when PYO3_PYTHON
     # changes, so sharing one would rebuild everything on every switch.
     export PYO3_PYTHON="$python" CARGO_TARGET_DIR="target/$tag"
-    check "cargo test, $version${skip:+ (no foreign-allocator matrix, a shorter stress run)}" "${run[@]}" cargo test --no-fail-fast "${skip[@]}"
+    check "cargo test, $version${skip:+ (no tools matrix, a shorter stress run)}" "${run[@]}" cargo test --no-fail-fast "${skip[@]}"
 
     install_and_test() {
         "${run[@]}" "$python" -m venv --clear "$venv"
@@ -161,9 +163,9 @@ done
 # CPython's own assertions (Debian's python3.11-dbg, --with-pydebug) on
 # every C program: they reject thread-state misuse that a release build
 # lets through, before pyalloc is reached.
-check "the C programs on CPython 3.11's debug build (--with-pydebug; no foreign-allocator matrix)" \
+check "the C programs on CPython 3.11's debug build (--with-pydebug; no tools matrix)" \
     env PYO3_PYTHON=/usr/bin/python3.11-dbg CARGO_TARGET_DIR=target/py311d cargo test --test c_api \
-    -- --skip every_program_under_foreign_allocators
+    -- "${tools_matrix[@]}"
 
 # CPython 3.14 and 3.15: Debian testing packages them, but its binaries need
 # glibc 2.38, so they run in a forky root (made when missing: about 90 s and
@@ -246,10 +248,10 @@ oldest_pyo3_ffi() {
     tar --touch -xzf "$(ls target/package/pyalloc-*.crate)" -C target/compat
     cd target/compat/pyalloc-*/
     cargo update --quiet -p pyo3-ffi --precise "$oldest"
-    # The stress test and the foreign-allocator matrix ran in full above;
-    # here the tests only have to build and pass.
+    # The stress test and the tools matrix ran in full above; here the
+    # tests only have to build and pass.
     PYO3_PYTHON="$newest" PYALLOC_STRESS_OPS=400 CARGO_TARGET_DIR=../target cargo test --no-fail-fast \
-        -- --skip every_program_under_foreign_allocators
+        -- "${tools_matrix[@]}"
 }
 check "pyalloc's tests on the oldest supported pyo3-ffi ($oldest), from the packaged crate" oldest_pyo3_ffi
 check "a PyO3 $oldest user crate with PyAlloc as its global allocator" \
