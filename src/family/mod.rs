@@ -18,7 +18,7 @@
 //!
 //! Who is calling is a question (`cpython::attached_interpreter`, which
 //! changes nothing). What a thread holding the main GIL does on the way in
-//! (`gil_entry`: free what others queued, track the interpreter's
+//! (`gil_entry_if_held`: free what others queued, track the interpreter's
 //! lifetime) is a step each entry point below takes by name.
 
 pub(crate) mod handoff;
@@ -51,32 +51,25 @@ fn heap_of(caller: &Interpreter, owner: PyMemOwner) -> Option<&Attached> {
     }
 }
 
-/// Housekeeping of a thread holding the main GIL as it enters pyalloc:
-/// tracks this interpreter lifetime (once) and frees the blocks others
-/// queued (`pymem/queue.rs`); returns how many it freed. Two relaxed loads
-/// when there is nothing to do.
-#[inline]
-fn gil_entry(gil: &MainGil) -> usize {
-    queue::on_gil_entry(gil)
-}
-
 /// The calling thread's proof that it holds the main GIL, after its entry
-/// housekeeping (`gil_entry`); None when it does not hold it.
+/// housekeeping (`gil_entry_if_held`); None when it does not hold it.
 pub(crate) fn enter_with_main_gil() -> Option<MainGil> {
-    match cpython::attached_interpreter() {
-        Interpreter::Main(gil) => {
-            gil_entry(&gil);
-            Some(gil)
-        }
+    let caller = cpython::attached_interpreter();
+    gil_entry_if_held(&caller);
+    match caller {
+        Interpreter::Main(gil) => Some(gil),
         _ => None,
     }
 }
 
-/// The entry housekeeping when `caller` holds the main GIL.
+/// The entry housekeeping of a thread holding the main GIL as it enters
+/// pyalloc (`pymem/queue.rs`): tracks this interpreter lifetime (once) and
+/// frees the blocks others queued. Two relaxed loads when there is nothing
+/// to do.
 #[inline]
 fn gil_entry_if_held(caller: &Interpreter) {
     if let Interpreter::Main(gil) = caller {
-        gil_entry(gil);
+        queue::on_gil_entry(gil);
     }
 }
 
@@ -84,7 +77,7 @@ fn gil_entry_if_held(caller: &Interpreter) {
 /// caller is attached to the main interpreter.
 pub(crate) fn collect() -> usize {
     match cpython::attached_interpreter() {
-        Interpreter::Main(gil) => gil_entry(&gil) + queue::drain(&gil),
+        Interpreter::Main(gil) => queue::on_gil_entry(&gil) + queue::drain(&gil),
         _ => 0,
     }
 }
@@ -100,7 +93,7 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
     match cpython::attached_interpreter() {
         Interpreter::Main(gil) => {
             cpython::confirm_quick_read(&gil);
-            gil_entry(&gil);
+            queue::on_gil_entry(&gil);
             pymem::allocate(&gil, size, zeroed)
         }
         _ => private::allocate(size, zeroed),

@@ -26,8 +26,6 @@ use core::sync::atomic::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire};
 
 use super::ThreadKey;
 
-/// A thread's state: not yet watched, watched (the key is set), exiting
-/// (the key's destructor ran, or the key could not be set).
 /// A thread's state: a bit per keeper it watches for (the key is set once
 /// the first is), and `EXITING` once the key's destructor ran or the key
 /// could not be set. One thread-local read answers a keeper already
