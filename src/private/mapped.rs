@@ -23,7 +23,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
-use crate::sys::{self, unmap as munmap};
+use crate::sys;
 
 /// The bytes before the backend block: the mapping's length, and padding.
 const HEADER: usize = 16;
@@ -67,7 +67,7 @@ fn take(len: usize) -> Option<*mut u8> {
         {
             POOLED.fetch_sub(have, Relaxed);
             // SAFETY: ours, taken out of the pool, and no longer wanted.
-            unsafe { munmap(map, have) };
+            unsafe { sys::unmap(map, have) };
         }
     }
     None
@@ -122,7 +122,7 @@ pub(super) unsafe fn release(start: *mut u8) {
                 unsafe {
                     let old_len = length(old);
                     POOLED.fetch_sub(old_len, Relaxed);
-                    munmap(old, old_len);
+                    sys::unmap(old, old_len);
                 }
             }
         }
@@ -140,7 +140,7 @@ pub(super) unsafe fn release(start: *mut u8) {
     }
     POOLED.fetch_sub(len, Relaxed);
     // SAFETY: our mapping, given up by the caller, of `len` bytes.
-    unsafe { munmap(map, len) };
+    unsafe { sys::unmap(map, len) };
 }
 
 /// Resizes the block to `total` bytes, keeping its contents; NULL on
