@@ -12,9 +12,9 @@
 #     the example, alone, from a wheel directory);
 #   - once per CPython 3.11-3.13 found (pyenv, else python3.X on PATH): every
 #     Rust and C test, the Python suite and the mixed C/Rust example, in a
-#     fresh virtual environment (the C programs under preloaded foreign
-#     allocators and the full-length stress run on the oldest and the newest
-#     CPython only);
+#     fresh virtual environment (the tools matrix, foreign allocators, ASan
+#     and valgrind, and the full-length stress run on the oldest and the
+#     newest CPython only);
 #   - every C program on CPython 3.11's debug build (--with-pydebug);
 #   - the same as for 3.11-3.13 for CPython 3.14 and 3.15, inside a Debian
 #     testing root (scripts/forky-pythons.sh: their binaries need a newer
@@ -200,8 +200,9 @@ check "compile for CPython 3.14t, 3.15t (free-threaded) and 3.16 (unknown to the
 # 7.7 minutes from nothing, 2 minutes once built; see the script's header):
 # aarch64 Linux built and run under qemu-user (CPython 3.13: the C programs
 # in c_api.rs's modes, the allocator and stress tests), and cargo clippy -D
-# warnings for x86_64-pc-windows-gnu, aarch64-apple-darwin and
-# x86_64-apple-darwin (std built from source; macOS without mimalloc).
+# warnings for x86_64-pc-windows-msvc, aarch64-apple-darwin and
+# x86_64-apple-darwin (std built from source; without mimalloc, whose C
+# needs those platforms' own compilers).
 # `wait` here, in this shell: a check runs in a subshell, whose children the
 # background setup is not.
 cross_setup_status=0
