@@ -232,11 +232,13 @@ enum maker_kind {
     MAKER_WITHOUT_STATE, /* its slot is empty: the state it makes is bound to it */
     MAKER_WITH_STALE_SLOT, /* its own state was deleted by main first */
     MAKER_WITH_OWN_STATE, /* its own state is alive (bound to it) */
+    MAKER_IN_A_SUBINTERPRETER, /* its own state, bound to it, is a subinterpreter's */
 };
 
 struct made_elsewhere {
     sem_t maker_step, attacher_step, done;
     enum maker_kind kind;
+    PyInterpreterState *sub; /* MAKER_IN_A_SUBINTERPRETER's */
     PyThreadState *own, *made;
     int maker_pymem, maker_gilstate_check, attacher_pymem;
 };
@@ -249,6 +251,9 @@ static void *maker_thread(void *arg) {
         CHECK(sem_wait(&job->maker_step) == 0);
     } else if (job->kind == MAKER_WITH_OWN_STATE) {
         job->own = new_main_state(); /* bound to us, alive throughout */
+    } else if (job->kind == MAKER_IN_A_SUBINTERPRETER) {
+        job->own = PyThreadState_New(job->sub); /* bound to us, alive throughout */
+        CHECK(job->own != NULL);
     }
     job->made = new_main_state(); /* for the attaching thread */
     CHECK(sem_post(&job->done) == 0);
@@ -256,7 +261,7 @@ static void *maker_thread(void *arg) {
     job->maker_gilstate_check = PyGILState_Check();
     job->maker_pymem = allocates_pymem(40); /* PyMem_Free on 3.11, racing nobody: the holder is parked */
     CHECK(sem_post(&job->done) == 0);
-    if (job->kind == MAKER_WITH_OWN_STATE) {
+    if (job->own != NULL && job->kind != MAKER_WITH_STALE_SLOT) {
         CHECK(sem_wait(&job->maker_step) == 0); /* the attacher is done */
         PyEval_RestoreThread(job->own);
         delete_current();
@@ -280,8 +285,8 @@ static void *attaching_thread(void *arg) {
     return NULL;
 }
 
-static void made_by_one_thread_attached_by_another(enum maker_kind kind) {
-    struct made_elsewhere job = {.kind = kind};
+static void made_by_one_thread_attached_by_another(enum maker_kind kind, PyInterpreterState *sub) {
+    struct made_elsewhere job = {.kind = kind, .sub = sub};
     CHECK(sem_init(&job.maker_step, 0, 0) == 0 && sem_init(&job.attacher_step, 0, 0) == 0);
     CHECK(sem_init(&job.done, 0, 0) == 0);
     pthread_t maker, attacher;
@@ -304,18 +309,20 @@ static void made_by_one_thread_attached_by_another(enum maker_kind kind) {
     CHECK(sem_wait(&job.done) == 0);
     CHECK(sem_post(&job.attacher_step) == 0); /* the attacher ends its state */
     CHECK(pthread_join(attacher, NULL) == 0);
-    if (kind == MAKER_WITH_OWN_STATE) {
+    if (kind == MAKER_WITH_OWN_STATE || kind == MAKER_IN_A_SUBINTERPRETER) {
         CHECK(sem_post(&job.maker_step) == 0);
     }
     CHECK(pthread_join(maker, NULL) == 0);
     Py_END_ALLOW_THREADS
-    static const char *const kinds[] = {"maker with no state", "maker's own state deleted", "maker with its own state"};
+    static const char *const kinds[] = {"maker with no state", "maker's own state deleted", "maker with its own state",
+                                        "maker whose own state is a subinterpreter's"};
     printf("  %s: maker pymem %d (PyGILState_Check %d), attacher pymem %d%s\n", kinds[kind], job.maker_pymem,
            job.maker_gilstate_check, job.attacher_pymem,
            kind == MAKER_WITH_STALE_SLOT ? (job.made == job.own ? ", same address" : ", new address") : "");
 #if PY_VERSION_HEX < 0x030C0000
-    /* The rule's documented consequence for a maker whose slot is empty or
-     * stale; a maker with a live state of its own is never taken. */
+    /* The rule's documented consequence for a maker without a live
+     * main-interpreter state of its own (its slot empty, stale or a
+     * subinterpreter's); a maker with one is never taken. */
     CHECK(job.maker_pymem == (kind != MAKER_WITH_OWN_STATE));
     CHECK(job.attacher_pymem == 0); /* sound: a private block */
 #else
@@ -324,15 +331,31 @@ static void made_by_one_thread_attached_by_another(enum maker_kind kind) {
 }
 
 static void maker_with_no_state_is_taken_for_the_holder(void) {
-    made_by_one_thread_attached_by_another(MAKER_WITHOUT_STATE);
+    made_by_one_thread_attached_by_another(MAKER_WITHOUT_STATE, NULL);
 }
 
 static void maker_with_a_stale_slot_is_taken_for_the_holder(void) {
-    made_by_one_thread_attached_by_another(MAKER_WITH_STALE_SLOT);
+    made_by_one_thread_attached_by_another(MAKER_WITH_STALE_SLOT, NULL);
 }
 
 static void maker_with_its_own_state_is_not_the_holder(void) {
-    made_by_one_thread_attached_by_another(MAKER_WITH_OWN_STATE);
+    made_by_one_thread_attached_by_another(MAKER_WITH_OWN_STATE, NULL);
+}
+
+/* A thread bound to a subinterpreter that makes a main-interpreter state for
+ * another thread: on 3.11 it holds the main GIL exactly as a thread that made
+ * that state on itself would (states_in_two_interpreters_on_one_thread), so
+ * the rule covers it too. */
+static void maker_in_a_subinterpreter_is_taken_for_the_holder(void) {
+    PyThreadState *main_state = PyThreadState_Get();
+    PyThreadState *sub_state = Py_NewInterpreter();
+    CHECK(sub_state != NULL);
+    PyInterpreterState *sub = PyThreadState_GetInterpreter(sub_state);
+    PyThreadState_Swap(main_state);
+    made_by_one_thread_attached_by_another(MAKER_IN_A_SUBINTERPRETER, sub);
+    PyThreadState_Swap(sub_state);
+    Py_EndInterpreter(sub_state);
+    PyThreadState_Swap(main_state);
 }
 
 /* ---- family follows the GIL ---------------------------------------------- */
@@ -392,6 +415,7 @@ int main(void) {
     /* Last: on 3.11 a subinterpreter turns off PyGILState_Check, and with it
      * the debug hooks' GIL check, for the rest of the process. */
     RUN(states_in_two_interpreters_on_one_thread);
+    RUN(maker_in_a_subinterpreter_is_taken_for_the_holder);
     finish_interpreter();
     return 0;
 }

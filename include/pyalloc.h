@@ -22,8 +22,8 @@
  * that made it (Py_FinalizeEx, then Py_Initialize). An embedding program
  * calls pyalloc_collect() once after Py_Initialize.
  *
- * CPython 3.11 only: make a thread state for another thread only from a
- * thread whose own state is alive. */
+ * CPython 3.11 only: make a main-interpreter thread state for another
+ * thread only from a thread with a live main-interpreter state of its own. */
 
 #ifndef PYALLOC_H
 #define PYALLOC_H

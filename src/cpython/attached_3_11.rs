@@ -23,12 +23,13 @@
 //!
 //! That refuses what CPython's debug build refuses (a second state in the
 //! interpreter of the thread's bound state) and states made by a thread with
-//! a live state of its own for another thread to attach. What it cannot
-//! tell: a state made with `PyThreadState_New` by a thread whose slot is
-//! empty (or stale: its own state deleted from another thread), then
-//! attached by another thread. No field of a 3.11 state records who
-//! attached it, so that maker is taken for the holder; pyalloc's rule
-//! (crate docs, Limits; `pyalloc.h`) forbids the pattern. A holder in a
+//! a live main-interpreter state of its own for another thread to attach.
+//! What it cannot tell: a main-interpreter state made with
+//! `PyThreadState_New` by a thread whose slot is empty, stale (its own state
+//! deleted from another thread) or a subinterpreter's, then attached by
+//! another thread. No field of a 3.11 state records who attached it, so that
+//! maker is taken for the holder; pyalloc's rule (crate docs, Limits;
+//! `pyalloc.h`) forbids the pattern. A holder in a
 //! subinterpreter counts as attached to none: 3.11 has one obmalloc, so
 //! queueing a block for the main interpreter is always sound there, and
 //! CPython itself attaches a subinterpreter's head state from any thread
@@ -121,26 +122,42 @@ pub(super) fn thread_state() -> *mut PyThreadState {
     // needs neither the GIL nor an initialised interpreter.
     let slot = unsafe { PyGILState_GetThisThreadState() };
     let main = main_interpreter();
-    if holder != slot {
-        // Only a thread whose bound state is another interpreter's may hold
-        // the main GIL with a second state of its own.
-        // SAFETY: the slot is this thread's own bound state; only a thread
-        // breaking pyalloc's rule deletes it from elsewhere, and then the
-        // read is of a small RawMalloc block, still mapped (see below).
-        if slot.is_null() || unsafe { field(slot, |state| addr_of!((*state).interp)) } == main.cast() {
-            return core::ptr::null_mut();
-        }
+    if holder == slot {
+        // The common case: the holder is the caller's own bound state, so
+        // nobody else deletes it while the caller reads it (only a thread
+        // breaking pyalloc's rule does, and then the block is a small
+        // RawMalloc one, still mapped). A slot left stale by such a
+        // deletion and reused by a state that a third thread made holds
+        // that thread's id.
+        // SAFETY: as above.
+        let (interp, creator) = unsafe {
+            (
+                field(holder, |state| addr_of!((*state).interp)),
+                field(holder, |state| addr_of!((*state).thread_id)),
+            )
+        };
+        return if interp == main.cast() && creator == this_thread() {
+            holder
+        } else {
+            core::ptr::null_mut()
+        };
+    }
+    // Only a thread whose bound state is another interpreter's may hold the
+    // main GIL with a second state of its own.
+    // SAFETY: the slot is this thread's own bound state; only a thread
+    // breaking pyalloc's rule deletes it from elsewhere, and then the read is
+    // of a small RawMalloc block, still mapped (see above).
+    if slot.is_null() || unsafe { field(slot, |state| addr_of!((*state).interp)) } == main.cast() {
+        return core::ptr::null_mut();
     }
     // SAFETY: `holder` was the GIL holder a moment ago. If the caller holds
     // the GIL, it is the caller's own attached state, alive and unchanged.
     // Otherwise it is another thread's, which may release the GIL and delete
-    // it meanwhile (read only here: the holder is the caller's slot, or the
-    // caller's slot is a subinterpreter's), so the reads are volatile and
-    // nothing is concluded from them until the holder is read again: a
-    // false "yes" would need its block freed, reused for data that holds
-    // the caller's `pthread_self()` at `thread_id` and the main interpreter
-    // at `interp`, and a new state attached at the same address, between
-    // two loads.
+    // it meanwhile, so the reads are volatile and nothing is concluded from
+    // them until the holder is read again: a false "yes" would need its
+    // block freed, reused for data that holds the caller's `pthread_self()`
+    // at `thread_id` and the main interpreter at `interp`, and a new state
+    // attached at the same address, between two loads.
     let (interp, creator) = unsafe {
         (
             field(holder, |state| addr_of!((*state).interp)),
