@@ -60,13 +60,24 @@ impl Backend {
 
     /// The backend a block's owner word names. Only a corrupted mark names
     /// one this build does not have (this copy made the block).
+    /// mimalloc's blocks are told apart by one compare inline, the others
+    /// out of line, so that the free path holds no jump table.
     #[inline(always)]
     pub(super) fn of(owner_word: usize) -> Backend {
-        match owner_word & BACKENDS {
+        let flags = owner_word & BACKENDS;
+        #[cfg(feature = "mimalloc")]
+        if flags == 0 {
+            return Backend::Mimalloc;
+        }
+        Backend::other_of(flags)
+    }
+
+    #[cfg_attr(feature = "mimalloc", cold)]
+    #[inline(never)]
+    fn other_of(flags: usize) -> Backend {
+        match flags {
             SYSTEM_BLOCK => Backend::System,
             MAPPED_BLOCK => Backend::Mapped,
-            #[cfg(feature = "mimalloc")]
-            0 => Backend::Mimalloc,
             _ => corrupted_mark(),
         }
     }
@@ -131,29 +142,43 @@ impl Backend {
     }
 
     /// Frees a block (a mimalloc block into the thread's cache when it has
-    /// room). `total`, when known, is a lower bound of its size.
+    /// room). `total`, when known, is a lower bound of its size. mimalloc's
+    /// path is inline, the others a call.
     ///
     /// # Safety
     /// `start` is a live block of this backend, not used afterwards.
     #[inline]
     pub(super) unsafe fn release(self, start: *mut u8, total: Option<usize>) {
-        match self {
-            #[cfg(feature = "mimalloc")]
-            Backend::Mimalloc => {
-                let capacity = match total {
-                    Some(total) => total,
-                    // SAFETY: a live mimalloc block (the caller's promise).
-                    None => unsafe { mimalloc::usable_size(start) },
-                };
-                // SAFETY: a live block of at least `capacity` (> 32) bytes,
-                // given up; freed here when the cache does not keep it (it
-                // keeps none above `LARGE`, as no allocation takes one).
-                unsafe {
-                    if capacity > LARGE || !thread_cache::keep(start, capacity) {
-                        mimalloc::free(start);
-                    }
+        #[cfg(feature = "mimalloc")]
+        if self == Backend::Mimalloc {
+            let capacity = match total {
+                Some(total) => total,
+                // SAFETY: a live mimalloc block (the caller's promise).
+                None => unsafe { mimalloc::usable_size(start) },
+            };
+            // SAFETY: a live block of at least `capacity` (> 32) bytes,
+            // given up; freed here when the cache does not keep it (it keeps
+            // none above `LARGE`, as no allocation takes one).
+            unsafe {
+                if capacity > LARGE || !thread_cache::keep(start, capacity) {
+                    mimalloc::free(start);
                 }
             }
+            return;
+        }
+        // SAFETY: as the caller promises.
+        unsafe { self.release_elsewhere(start, total) }
+    }
+
+    /// # Safety
+    /// As `release`, for a block not of mimalloc.
+    #[cfg_attr(feature = "mimalloc", cold)]
+    #[inline(never)]
+    unsafe fn release_elsewhere(self, start: *mut u8, total: Option<usize>) {
+        match self {
+            // SAFETY: as the caller promises.
+            #[cfg(feature = "mimalloc")]
+            Backend::Mimalloc => unsafe { mimalloc::free(start) },
             // SAFETY: as the caller promises.
             Backend::Mapped => unsafe { mapped::release(start) },
             // SAFETY: as the caller promises.
