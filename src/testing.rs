@@ -37,7 +37,7 @@ mod hooks {
     /// it is (it then answers "not attached" on allocation without a call
     /// while the word is not 1), and how many allocations it has answered
     /// so. The word is NULL where pyalloc does not read it (3.16 and newer,
-    /// free-threaded builds, 3.11-3.12 off x86-64), before the first
+    /// free-threaded builds, 3.11-3.12 off x86-64 Linux, Windows), before the first
     /// allocation by a thread attached to the main interpreter, and when
     /// confirmation failed.
     ///

@@ -30,7 +30,7 @@ pub(super) fn thread_state() -> *mut PyThreadState {
 /// interpreter-state offsets come before them (`FIELDS`): 9 on 3.13 (`id` to
 /// `builtins`, then `ceval_gil` and `gil_runtime_state`), 10 on 3.14 and
 /// 3.15 (`threads_main` added after `threads_head`).
-#[cfg(not(any(pyalloc_py316, pyalloc_free_threaded)))]
+#[cfg(not(any(pyalloc_py316, pyalloc_free_threaded, windows)))]
 #[repr(C)]
 struct DebugOffsets<const FIELDS: usize> {
     cookie: [u8; 8],
@@ -46,16 +46,16 @@ struct DebugOffsets<const FIELDS: usize> {
 
 /// The table's start as this build's CPython lays it out, and the minor
 /// versions (`PY_VERSION_HEX >> 16`) whose tables have that layout.
-#[cfg(not(any(pyalloc_py314, pyalloc_free_threaded)))]
+#[cfg(not(any(pyalloc_py314, pyalloc_free_threaded, windows)))]
 type DebugOffsetsPrefix = DebugOffsets<9>;
-#[cfg(not(any(pyalloc_py314, pyalloc_free_threaded)))]
+#[cfg(not(any(pyalloc_py314, pyalloc_free_threaded, windows)))]
 const KNOWN_VERSIONS: [u64; 1] = [0x030d];
-#[cfg(all(pyalloc_py314, not(any(pyalloc_py316, pyalloc_free_threaded))))]
+#[cfg(all(pyalloc_py314, not(any(pyalloc_py316, pyalloc_free_threaded, windows))))]
 type DebugOffsetsPrefix = DebugOffsets<10>;
-#[cfg(all(pyalloc_py314, not(any(pyalloc_py316, pyalloc_free_threaded))))]
+#[cfg(all(pyalloc_py314, not(any(pyalloc_py316, pyalloc_free_threaded, windows))))]
 const KNOWN_VERSIONS: [u64; 2] = [0x030e, 0x030f];
 
-#[cfg(not(any(pyalloc_py316, pyalloc_free_threaded)))]
+#[cfg(not(any(pyalloc_py316, pyalloc_free_threaded, windows)))]
 extern "C" {
     /// Exported by libpython; declared as its leading `_Py_DebugOffsets`
     /// only, which is all that is read. `mut`: CPython writes it (it copies
@@ -69,7 +69,7 @@ extern "C" {
 /// 3.15, a release candidate or final: the layout is frozen from the first
 /// candidate on) for a GIL build and both fields lie inside the interpreter
 /// state (which is inside `_PyRuntime`).
-#[cfg(not(any(pyalloc_py316, pyalloc_free_threaded)))]
+#[cfg(not(any(pyalloc_py316, pyalloc_free_threaded, windows)))]
 pub(super) fn main_gil_words(_gil: &MainGil) -> Option<GilWords> {
     // SAFETY: `_PyRuntime` is a static of libpython, initialised at load
     // time, and on 3.13-3.15 it begins with this table (the version is
@@ -99,9 +99,14 @@ pub(super) fn main_gil_words(_gil: &MainGil) -> Option<GilWords> {
     })
 }
 
-/// Versions newer than 3.15, whose table this code has not seen, and
-/// free-threaded builds (no GIL to read): no quick "no".
-#[cfg(any(pyalloc_py316, pyalloc_free_threaded))]
+/// Versions newer than 3.15, whose table this code has not seen,
+/// free-threaded builds (no GIL to read), and Windows: no quick "no". On
+/// Windows `_PyRuntime` is data in `python3XY.dll`, which a Rust `extern`
+/// static reaches only through an import declared with the DLL's name
+/// (pyo3-ffi's `link(name = "pythonXY")` with its build script's renaming);
+/// pyalloc reads no data of libpython there, so it links against what
+/// pyo3-ffi links and nothing more.
+#[cfg(any(pyalloc_py316, pyalloc_free_threaded, windows))]
 #[inline]
 pub(super) fn main_gil_words(_gil: &MainGil) -> Option<GilWords> {
     None

@@ -6,16 +6,22 @@ use core::ffi::{c_char, c_int, c_ulong, c_void};
 use super::unix::MAP_FAILED;
 
 pub(super) use super::unix::write_stderr;
-pub(crate) use super::unix::{
-    aligned_alloc, map, thread_ident, thread_key_create, thread_key_delete, thread_key_set, unmap, yield_now,
-    ThreadKey,
-};
+pub(crate) use super::unix::{aligned_alloc, map, thread_ident, unmap, yield_now};
+
+/// `pthread_key_t`: `unsigned int` in glibc (`<bits/pthreadtypes.h>`).
+pub(crate) type ThreadKey = core::ffi::c_uint;
 
 extern "C" {
     fn getauxval(kind: c_ulong) -> c_ulong;
     fn dladdr1(address: *const c_void, info: *mut DlInfo, extra: *mut *mut c_void, flags: c_int) -> c_int;
     fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void;
     fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, ...) -> *mut c_void;
+    fn pthread_key_create(
+        key: *mut ThreadKey,
+        destructor: Option<unsafe extern "system" fn(*mut c_void)>,
+    ) -> c_int;
+    fn pthread_key_delete(key: ThreadKey) -> c_int;
+    fn pthread_setspecific(key: ThreadKey, value: *const c_void) -> c_int;
 }
 
 /// The leading fields of `struct link_map` (`<link.h>`, the public part).
@@ -91,4 +97,32 @@ pub(crate) unsafe fn remap(map: *mut u8, old_len: usize, new_len: usize) -> *mut
         return core::ptr::null_mut();
     }
     moved.cast()
+}
+
+/// A new thread key whose `destructor` runs at the exit of each thread that
+/// set it (`pthread_key_create`); None when none is left. `extern "system"`
+/// is the C ABI on every Unix.
+pub(crate) fn thread_key_create(destructor: unsafe extern "system" fn(*mut c_void)) -> Option<ThreadKey> {
+    let mut key: ThreadKey = 0;
+    // SAFETY: `key` is writable; the destructor is a function the caller
+    // keeps loaded (it pins its object first).
+    (unsafe { pthread_key_create(&mut key, Some(destructor)) } == 0).then_some(key)
+}
+
+/// Sets `key` for the calling thread to a non-NULL value (its destructor
+/// runs only for non-NULL values); false on failure.
+///
+/// # Safety
+/// `key` is a live key from `thread_key_create`.
+pub(crate) unsafe fn thread_key_set(key: ThreadKey) -> bool {
+    // SAFETY: a live key (the caller's promise); the value is any non-NULL
+    // pointer, never dereferenced.
+    unsafe { pthread_setspecific(key, core::ptr::NonNull::<u8>::dangling().as_ptr().cast()) == 0 }
+}
+
+/// # Safety
+/// `key` is a live key from `thread_key_create` that no thread has set.
+pub(crate) unsafe fn thread_key_delete(key: ThreadKey) {
+    // SAFETY: as the caller promises.
+    unsafe { pthread_key_delete(key) };
 }

@@ -4,12 +4,10 @@
 
 use super::unix::DlInfo;
 use core::ffi::{c_char, c_int, c_void};
+use core::sync::atomic::{AtomicPtr, Ordering::Acquire, Ordering::Release};
 
 pub(super) use super::unix::write_stderr;
-pub(crate) use super::unix::{
-    aligned_alloc, map, thread_ident, thread_key_create, thread_key_delete, thread_key_set, unmap, yield_now,
-    ThreadKey,
-};
+pub(crate) use super::unix::{aligned_alloc, map, thread_ident, unmap, yield_now};
 
 extern "C" {
     /// libSystem's stack-protector canary, which every image's
@@ -18,7 +16,58 @@ extern "C" {
     static __stack_chk_guard: usize;
     fn dladdr(address: *const c_void, info: *mut DlInfo) -> c_int;
     fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void;
+    /// dyld's per-thread terminator list (`<dyld/threadLocalVariables.h>`,
+    /// libdyld), what Rust's std registers its thread-local destructors
+    /// with on macOS.
+    fn _tlv_atexit(terminator: unsafe extern "C" fn(*mut c_void), argument: *mut c_void);
 }
+
+/// The thread-exit callback on macOS: a dyld thread-local terminator, not a
+/// pthread key. dyld frees a thread's thread-local storage from pthread-key
+/// destructors of its own, made when an image loads, so before the
+/// destructor of any key pyalloc could make later: such a destructor would
+/// find this thread's cache and counter-block pointer gone (fresh, zeroed
+/// storage) and give back nothing. Terminators run before that storage is
+/// freed; one registered while terminators run (a first pyalloc call in
+/// another thread-local's destructor) runs in a later round of the same
+/// thread's exit, as a pthread key set in a destructor does on glibc.
+/// The "key" is only a token: there is one callback per copy.
+pub(crate) type ThreadKey = u32;
+
+/// The callback that `thread_key_set` registers for the calling thread.
+static THREAD_EXIT: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Records `callback` for `thread_key_set`; never fails.
+pub(crate) fn thread_key_create(callback: unsafe extern "system" fn(*mut c_void)) -> Option<ThreadKey> {
+    THREAD_EXIT.store(callback as *mut c_void, Release);
+    Some(0)
+}
+
+/// Registers the recorded callback to run at the calling thread's exit
+/// (`_tlv_atexit`, which reports no failure; it aborts when out of memory).
+///
+/// # Safety
+/// `thread_key_create` returned `_key`; call once per thread.
+pub(crate) unsafe fn thread_key_set(_key: ThreadKey) -> bool {
+    let callback = THREAD_EXIT.load(Acquire);
+    if callback.is_null() {
+        return false;
+    }
+    // SAFETY: a non-NULL value was stored from a function of this type
+    // (`extern "system"` is the C ABI on macOS), whose object the caller
+    // pinned; the argument is unused.
+    unsafe {
+        let callback: unsafe extern "C" fn(*mut c_void) = core::mem::transmute(callback);
+        _tlv_atexit(callback, core::ptr::null_mut());
+    }
+    true
+}
+
+/// Nothing to give back: the callback is a static's, not an OS resource.
+///
+/// # Safety
+/// None beyond `thread_key_create`'s.
+pub(crate) unsafe fn thread_key_delete(_key: ThreadKey) {}
 
 // dyld's <dlfcn.h>: RTLD_LAZY 0x1, RTLD_NOLOAD 0x10, RTLD_NODELETE 0x80
 // (not glibc's values).

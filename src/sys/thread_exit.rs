@@ -5,7 +5,8 @@
 //!
 //! A thread is watched from its first pyalloc call that keeps something (a
 //! counter block claimed, a block cached): this copy's own pthread key is set
-//! for it, and the key's destructor calls the keepers' give-back functions.
+//! for it (macOS: a dyld terminator, Windows: an FLS index; `sys::os`), and
+//! the key's destructor calls the keepers' give-back functions.
 //! Not a Rust thread-local with `Drop`: glibc runs those (`__cxa_thread_atexit`)
 //! once, before any pthread-key destructor, so a thread whose first call runs
 //! in a key destructor would register one that never runs. A key set during

@@ -3,13 +3,6 @@
 
 use core::ffi::{c_char, c_int, c_ulong, c_void};
 
-/// `pthread_key_t`: `unsigned int` in glibc (`<bits/pthreadtypes.h>`),
-/// `unsigned long` on macOS (`<sys/_types/_pthread_key_t.h>`).
-#[cfg(target_os = "linux")]
-pub(crate) type ThreadKey = core::ffi::c_uint;
-#[cfg(target_os = "macos")]
-pub(crate) type ThreadKey = c_ulong;
-
 const PROT_READ_WRITE: c_int = 0x1 | 0x2;
 /// `MAP_PRIVATE | MAP_ANONYMOUS`: `MAP_ANONYMOUS` is 0x20 on Linux, 0x1000
 /// (`MAP_ANON`) on macOS.
@@ -25,12 +18,6 @@ extern "C" {
     fn munmap(addr: *mut c_void, len: usize) -> c_int;
     fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int;
     fn write(fd: c_int, buf: *const c_void, count: usize) -> isize;
-    fn pthread_key_create(
-        key: *mut ThreadKey,
-        destructor: Option<unsafe extern "system" fn(*mut c_void)>,
-    ) -> c_int;
-    fn pthread_key_delete(key: ThreadKey) -> c_int;
-    fn pthread_setspecific(key: ThreadKey, value: *const c_void) -> c_int;
 }
 
 #[cfg_attr(
@@ -79,34 +66,6 @@ pub(crate) fn thread_ident() -> c_ulong {
     // SAFETY: pthread_self takes no arguments and only reads the thread
     // pointer; it cannot fail.
     unsafe { pthread_self() as usize as c_ulong }
-}
-
-/// A new thread key whose `destructor` runs at the exit of each thread that
-/// set it (`pthread_key_create`); None when none is left. `extern "system"`
-/// is the C ABI on every Unix.
-pub(crate) fn thread_key_create(destructor: unsafe extern "system" fn(*mut c_void)) -> Option<ThreadKey> {
-    let mut key: ThreadKey = 0;
-    // SAFETY: `key` is writable; the destructor is a function the caller
-    // keeps loaded (it pins its object first).
-    (unsafe { pthread_key_create(&mut key, Some(destructor)) } == 0).then_some(key)
-}
-
-/// Sets `key` for the calling thread to a non-NULL value (its destructor
-/// runs only for non-NULL values); false on failure.
-///
-/// # Safety
-/// `key` is a live key from `thread_key_create`.
-pub(crate) unsafe fn thread_key_set(key: ThreadKey) -> bool {
-    // SAFETY: a live key (the caller's promise); the value is any non-NULL
-    // pointer, never dereferenced.
-    unsafe { pthread_setspecific(key, core::ptr::NonNull::<u8>::dangling().as_ptr().cast()) == 0 }
-}
-
-/// # Safety
-/// `key` is a live key from `thread_key_create` that no thread has set.
-pub(crate) unsafe fn thread_key_delete(key: ThreadKey) {
-    // SAFETY: as the caller promises.
-    unsafe { pthread_key_delete(key) };
 }
 
 /// Gives the processor to another thread.
