@@ -15,13 +15,15 @@
  * the main GIL, its blocks are PyMem blocks that C may PyMem_Free.
  *
  * The rule (3.11 only, stated in the crate docs' Limits and in pyalloc.h):
- * a thread state is attached only by the thread that made it. When one
- * thread makes a state and another attaches it, the maker is taken for the
- * holder and the attacher is not: the case shows exactly that, with the
- * attaching thread parked so that the misattributed allocation races
- * nothing, from a maker with no state of its own (bound to it) and from one
+ * a main-interpreter state made for another thread comes only from a thread
+ * with a live main-interpreter state of its own. When another maker makes
+ * one and another thread attaches it, the maker is taken for the holder and
+ * the attacher is not: the cases show exactly that, with the attaching
+ * thread parked so that the misattributed allocation races nothing, from a
+ * maker with no state of its own (the new one is bound to it), from one
  * whose own state was deleted by the main thread (its slot stale, the new
- * state at the same address).
+ * state at the same address), and from one whose own state is a
+ * subinterpreter's; a maker with a live main-interpreter state is not.
  *
  * Family follows the GIL (every version): threads that take and release
  * the GIL in a loop get a PyMem block exactly while they hold it, whoever

@@ -22,8 +22,9 @@
  * that made it (Py_FinalizeEx, then Py_Initialize). An embedding program
  * calls pyalloc_collect() once after Py_Initialize.
  *
- * CPython 3.11 only: make a main-interpreter thread state for another
- * thread only from a thread with a live main-interpreter state of its own. */
+ * CPython 3.11 only: attach a main-interpreter thread state only on the
+ * thread that made it, or keep its maker alive and bound to another live
+ * main-interpreter state of its own (crate docs, Limits). */
 
 #ifndef PYALLOC_H
 #define PYALLOC_H
@@ -246,7 +247,7 @@ void pyalloc_testing_layout(size_t *interp, size_t *thread_id);
 // it is (it then answers "not attached" on allocation without a call
 // while the word is not 1), and how many allocations it has answered
 // so. The word is NULL where pyalloc does not read it (3.16 and newer,
-// free-threaded builds, 3.11-3.12 off x86-64), before the first
+// free-threaded builds, 3.11-3.12 off x86-64 Linux, Windows), before the first
 // allocation by a thread attached to the main interpreter, and when
 // confirmation failed.
 //

@@ -194,19 +194,23 @@
 //! private, counted in `rehomed`). [`pyalloc_free`] takes either family, and
 //! C's own `PyMem_Malloc` blocks (subinterpreters: below).
 //!
-//! **CPython 3.11: make a main-interpreter thread state for another thread
-//! only from a thread with a live main-interpreter state of its own.**
-//! `PyThreadState_New` binds the first state made on a thread to that maker,
-//! and 3.11 records nothing about who attaches a state. A maker whose bound
-//! state is missing, was deleted by another thread, or is a
-//! subinterpreter's is indistinguishable from a thread that attached the
-//! state it made itself: while another thread holds the main GIL with it,
-//! the maker is taken for the holder (its allocations then call PyMem
-//! without the GIL) and the attacher gets private blocks. Everything else
-//! is read exactly: threading's threads, `PyGILState_Ensure`, states made
-//! on the thread that attaches them (in several interpreters too), and
-//! states that a thread with a live main-interpreter state makes for
-//! others. 3.12+ is exact. `c_tests/thread_states.c` shows the consequence.
+//! **CPython 3.11: a main-interpreter thread state is attached only on the
+//! thread that made it, or, when another thread attaches it, its maker stays
+//! alive and is bound to another live main-interpreter state of its own.**
+//! The GILState API binds the first state made on a thread to that thread
+//! (its *bound* state), and 3.11 records nothing about who attaches a state.
+//! A maker whose bound state is missing, was deleted by another thread, is a
+//! subinterpreter's, or is the very state another thread attached (the main
+//! thread's own, handed to a thread after `PyEval_SaveThread`), is
+//! indistinguishable from a thread holding the GIL with a state it made
+//! itself; so is a new thread that reuses an exited maker's thread id. While
+//! another thread holds the main GIL with such a state, the maker is taken
+//! for the holder (its allocations then call PyMem without the GIL) and the
+//! attacher gets private blocks. Everything else is read exactly:
+//! threading's threads, `PyGILState_Ensure`, states made on the thread that
+//! attaches them (in several interpreters too), and states that a thread
+//! bound to a live main-interpreter state makes for others. 3.12+ is exact.
+//! `c_tests/thread_states.c` shows the consequence.
 //!
 //! **Subinterpreters.** pyalloc's own blocks made in a subinterpreter are
 //! private. The C API ([`pyalloc_free`], [`pyalloc_realloc`]) takes a block

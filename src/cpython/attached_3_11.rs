@@ -24,10 +24,10 @@
 //! That refuses what CPython's debug build refuses (a second state in the
 //! interpreter of the thread's bound state) and states made by a thread with
 //! a live main-interpreter state of its own for another thread to attach.
-//! What it cannot tell: a main-interpreter state made with
-//! `PyThreadState_New` by a thread whose slot is empty, stale (its own state
-//! deleted from another thread) or a subinterpreter's, then attached by
-//! another thread. No field of a 3.11 state records who attached it, so that
+//! What it cannot tell: a main-interpreter state made by a thread whose slot
+//! is empty, stale (its own state deleted from another thread), a
+//! subinterpreter's, or that very state, then attached by another thread (or
+//! a maker that exited and whose thread id a new thread reuses). No field of a 3.11 state records who attached it, so that
 //! maker is taken for the holder; pyalloc's rule (crate docs, Limits;
 //! `pyalloc.h`) forbids the pattern. A holder in a
 //! subinterpreter counts as attached to none: 3.11 has one obmalloc, so
@@ -123,12 +123,12 @@ pub(super) fn thread_state() -> *mut PyThreadState {
     let slot = unsafe { PyGILState_GetThisThreadState() };
     let main = main_interpreter();
     if holder == slot {
-        // The common case: the holder is the caller's own bound state, so
-        // nobody else deletes it while the caller reads it (only a thread
-        // breaking pyalloc's rule does, and then the block is a small
-        // RawMalloc one, still mapped). A slot left stale by such a
-        // deletion and reused by a state that a third thread made holds
-        // that thread's id.
+        // The common case: the holder is the caller's own bound state, which
+        // another thread deletes only when it clears an interpreter's or the
+        // runtime's states (`Py_FinalizeEx`, `PyInterpreterState_Clear`) or
+        // breaks pyalloc's rule; the block is a small RawMalloc one, still
+        // mapped. A slot left stale so and reused by a state that another
+        // thread made holds that thread's id.
         // SAFETY: as above.
         let (interp, creator) = unsafe {
             (

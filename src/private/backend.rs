@@ -72,8 +72,7 @@ impl Backend {
         Backend::other_of(flags)
     }
 
-    #[cfg_attr(feature = "mimalloc", cold)]
-    #[inline(never)]
+    #[cfg_attr(feature = "mimalloc", cold, inline(never))]
     fn other_of(flags: usize) -> Backend {
         match flags {
             SYSTEM_BLOCK => Backend::System,
@@ -172,8 +171,7 @@ impl Backend {
 
     /// # Safety
     /// As `release`, for a block not of mimalloc.
-    #[cfg_attr(feature = "mimalloc", cold)]
-    #[inline(never)]
+    #[cfg_attr(feature = "mimalloc", cold, inline(never))]
     unsafe fn release_elsewhere(self, start: *mut u8, total: Option<usize>) {
         match self {
             // SAFETY: as the caller promises.

@@ -184,34 +184,41 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
     let cookie = cookie();
     match Backend::for_new(total) {
         #[cfg(feature = "mimalloc")]
-        Backend::Mimalloc => made(
-            Backend::Mimalloc.allocate(total, zeroed),
-            Backend::Mimalloc,
-            size,
-            cookie,
-        ),
+        // SAFETY: a fresh block of `total` bytes from that backend (or NULL).
+        Backend::Mimalloc => unsafe {
+            made(
+                Backend::Mimalloc.allocate(total, zeroed),
+                Backend::Mimalloc,
+                size,
+                cookie,
+            )
+        },
         other => allocate_elsewhere(other, total, size, zeroed, cookie),
     }
 }
 
 /// `allocate` from a backend behind a call (a mapping, the system
 /// allocator).
-#[cfg_attr(feature = "mimalloc", cold)]
-#[inline(never)]
+#[cfg_attr(feature = "mimalloc", cold, inline(never))]
 fn allocate_elsewhere(backend: Backend, total: usize, size: usize, zeroed: bool, cookie: usize) -> *mut u8 {
-    made(backend.allocate(total, zeroed), backend, size, cookie)
+    // SAFETY: a fresh block of `total` bytes from `backend` (or NULL).
+    unsafe { made(backend.allocate(total, zeroed), backend, size, cookie) }
 }
 
 /// The private block in the fresh backend block `start` of `backend`
 /// (`size` user bytes; NULL when `start` is), marked and counted.
+///
+/// # Safety
+/// `start` is NULL or a fresh block of `backend` of `backend_size(size)`
+/// bytes, not yet handed out.
 #[inline(always)]
-fn made(start: *mut u8, backend: Backend, size: usize, cookie: usize) -> *mut u8 {
+unsafe fn made(start: *mut u8, backend: Backend, size: usize, cookie: usize) -> *mut u8 {
     if start.is_null() {
         return ptr::null_mut();
     }
     stats::bump(Hot::PrivateAllocs);
-    // SAFETY: a fresh backend block of `backend_size(size)` bytes, then the
-    // block just marked, of `size` user bytes.
+    // SAFETY: as the caller promises, then the block just marked, of `size`
+    // user bytes.
     unsafe { traced(mark(start, backend, cookie), size, cookie) }
 }
 

@@ -28,10 +28,17 @@ extern "C" {
 /// destructor of any key pyalloc could make later: such a destructor would
 /// find this thread's cache and counter-block pointer gone (fresh, zeroed
 /// storage) and give back nothing. Terminators run before that storage is
-/// freed; one registered while terminators run (a first pyalloc call in
-/// another thread-local's destructor) runs in a later round of the same
-/// thread's exit, as a pthread key set in a destructor does on glibc.
-/// The "key" is only a token: there is one callback per copy.
+/// freed; one registered while they run (a first pyalloc call in another
+/// thread-local's destructor) runs too (dyld rereads its list after each),
+/// and one registered from a later pthread key's destructor runs in libpthread's
+/// next round, as a pthread key set in a destructor does on glibc. That is
+/// dyld since macOS 10.13; 10.12's `_tlv_atexit` freed the list it was
+/// running when called from a terminator of the main thread (Rust's std says
+/// so too), so pyalloc needs macOS 10.13 or newer. The main thread's
+/// terminators run in `exit()`, before the C library's `atexit` handlers: its
+/// cache and counter block are given back then, and its later frees go
+/// straight to the backend. The "key" is only a token: one callback per
+/// copy.
 pub(crate) type ThreadKey = u32;
 
 /// The callback that `thread_key_set` registers for the calling thread.
@@ -44,7 +51,8 @@ pub(crate) fn thread_key_create(callback: unsafe extern "system" fn(*mut c_void)
 }
 
 /// Registers the recorded callback to run at the calling thread's exit
-/// (`_tlv_atexit`, which reports no failure; it aborts when out of memory).
+/// (`_tlv_atexit`, which reports no failure; out of memory, dyld's list
+/// allocation is not checked and the process crashes).
 ///
 /// # Safety
 /// `thread_key_create` returned `_key`; call once per thread.
