@@ -108,6 +108,10 @@ fn this_thread() -> c_ulong {
     crate::sys::thread_ident()
 }
 
+/// `thread_state` answers main-interpreter states only (it compared the
+/// holder's interpreter itself).
+pub(super) const MAIN_ONLY: bool = true;
+
 /// The main-interpreter thread state the calling thread holds the GIL with,
 /// or NULL (also when it holds a subinterpreter's).
 #[inline]

@@ -14,6 +14,9 @@ extern "C" {
     fn PyThreadState_GetUnchecked() -> *mut PyThreadState;
 }
 
+/// `thread_state` answers a state of any interpreter.
+pub(super) const MAIN_ONLY: bool = false;
+
 /// The thread state the calling thread is attached with, or NULL.
 #[inline]
 pub(super) fn thread_state() -> *mut PyThreadState {

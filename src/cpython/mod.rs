@@ -74,7 +74,7 @@ pub(crate) fn attached_interpreter() -> Interpreter {
     if tstate.is_null() {
         return Interpreter::None;
     }
-    if interpreter_of(tstate) == main_interpreter() {
+    if attached::MAIN_ONLY || interpreter_of(tstate) == main_interpreter() {
         // SAFETY: the version shim found this thread attached with `tstate`
         // (see `attached::thread_state`), to the main interpreter; nothing
         // inside pyalloc detaches it.
