@@ -214,18 +214,28 @@ static void *two_interpreters_worker(void *arg) {
     return NULL;
 }
 
-static void states_in_two_interpreters_on_one_thread(void) {
+/* Makes a subinterpreter, runs `body` with it while the calling thread stays
+ * attached to the main interpreter, and ends it. */
+static void with_subinterpreter(void (*body)(PyInterpreterState *sub)) {
     PyThreadState *main_state = PyThreadState_Get();
     PyThreadState *sub_state = Py_NewInterpreter();
     CHECK(sub_state != NULL);
     PyInterpreterState *sub = PyThreadState_GetInterpreter(sub_state);
     PyThreadState_Swap(main_state);
-    Py_BEGIN_ALLOW_THREADS
-    run_on_plain_thread(two_interpreters_worker, sub);
-    Py_END_ALLOW_THREADS
+    body(sub);
     PyThreadState_Swap(sub_state);
     Py_EndInterpreter(sub_state);
     PyThreadState_Swap(main_state);
+}
+
+static void run_two_interpreters_worker(PyInterpreterState *sub) {
+    Py_BEGIN_ALLOW_THREADS
+    run_on_plain_thread(two_interpreters_worker, sub);
+    Py_END_ALLOW_THREADS
+}
+
+static void states_in_two_interpreters_on_one_thread(void) {
+    with_subinterpreter(run_two_interpreters_worker);
 }
 
 /* ---- the 3.11 rule: the maker of an attached state is taken for its holder - */
@@ -348,16 +358,12 @@ static void maker_with_its_own_state_is_not_the_holder(void) {
  * another thread: on 3.11 it holds the main GIL exactly as a thread that made
  * that state on itself would (states_in_two_interpreters_on_one_thread), so
  * the rule covers it too. */
-static void maker_in_a_subinterpreter_is_taken_for_the_holder(void) {
-    PyThreadState *main_state = PyThreadState_Get();
-    PyThreadState *sub_state = Py_NewInterpreter();
-    CHECK(sub_state != NULL);
-    PyInterpreterState *sub = PyThreadState_GetInterpreter(sub_state);
-    PyThreadState_Swap(main_state);
+static void made_by_a_maker_in(PyInterpreterState *sub) {
     made_by_one_thread_attached_by_another(MAKER_IN_A_SUBINTERPRETER, sub);
-    PyThreadState_Swap(sub_state);
-    Py_EndInterpreter(sub_state);
-    PyThreadState_Swap(main_state);
+}
+
+static void maker_in_a_subinterpreter_is_taken_for_the_holder(void) {
+    with_subinterpreter(made_by_a_maker_in);
 }
 
 /* ---- family follows the GIL ---------------------------------------------- */
