@@ -24,6 +24,11 @@
  * whose own state was deleted by the main thread (its slot stale, the new
  * state at the same address), and from one whose own state is a
  * subinterpreter's; a maker with a live main-interpreter state is not.
+ * The same holds for the two other patterns the rule forbids: the main
+ * thread, whose own state another thread attaches, is taken for the holder;
+ * and so is a new thread whose pthread_self() is an exited maker's (glibc
+ * reuses a joined thread's descriptor) once its own slot is a
+ * subinterpreter's state (with an empty slot it is not).
  *
  * Family follows the GIL (every version): threads that take and release
  * the GIL in a loop get a PyMem block exactly while they hold it, whoever
@@ -366,6 +371,170 @@ static void maker_in_a_subinterpreter_is_taken_for_the_holder(void) {
     with_subinterpreter(made_by_a_maker_in);
 }
 
+/* The main thread's own state, handed on: the main thread releases the GIL
+ * keeping its state, bound to it since Py_Initialize, and a plain thread
+ * attaches that state. On 3.11 the holder is then the main thread's slot
+ * and holds the main thread's id, so the main thread, holding nothing, is
+ * taken for the holder (and its PyGILState_Check agrees, which is why the
+ * debug hooks let its PyMem calls through); the thread that holds the GIL
+ * is not. */
+
+struct lent_state {
+    sem_t attached, give_back;
+    PyThreadState *main_state;
+    int attacher_pymem;
+};
+
+static void *borrowing_thread(void *arg) {
+    struct lent_state *job = arg;
+    PyEval_RestoreThread(job->main_state);
+#if PY_VERSION_HEX < 0x030C0000
+    job->attacher_pymem = allocates_pymem(40);
+#else
+    /* As in attaching_thread: 3.12+'s debug hooks refuse PyMem here, the
+     * state being bound to the main thread. */
+    job->attacher_pymem = -1;
+#endif
+    CHECK(sem_post(&job->attached) == 0);
+    CHECK(sem_wait(&job->give_back) == 0);
+    CHECK(PyEval_SaveThread() == job->main_state);
+    return NULL;
+}
+
+static void main_thread_lending_its_state_is_taken_for_the_holder(void) {
+    struct lent_state job = {.attacher_pymem = -1};
+    CHECK(sem_init(&job.attached, 0, 0) == 0 && sem_init(&job.give_back, 0, 0) == 0);
+    job.main_state = PyEval_SaveThread();
+    CHECK(job.main_state == PyGILState_GetThisThreadState());
+    pthread_t borrower;
+    CHECK(pthread_create(&borrower, NULL, borrowing_thread, &job) == 0);
+    CHECK(sem_wait(&job.attached) == 0); /* it holds the GIL with our state, parked */
+    int gilstate_check = PyGILState_Check();
+    int pymem = allocates_pymem(40); /* PyMem_Free on 3.11, racing nobody: the holder is parked */
+    CHECK(sem_post(&job.give_back) == 0);
+    CHECK(pthread_join(borrower, NULL) == 0);
+    PyEval_RestoreThread(job.main_state);
+    printf("  main thread's state attached by another: main pymem %d (PyGILState_Check %d), attacher pymem %d\n",
+           pymem, gilstate_check, job.attacher_pymem);
+#if PY_VERSION_HEX < 0x030C0000
+    CHECK(pymem == 1); /* the rule's documented consequence */
+    CHECK(gilstate_check == 1);
+    CHECK(job.attacher_pymem == 0); /* sound: a private block */
+#else
+    CHECK(pymem == 0);
+    CHECK(gilstate_check == 0);
+#endif
+}
+
+/* A reused thread id: a maker with no state makes a main-interpreter state
+ * (bound to it, holding its id) and exits; another thread attaches that
+ * state. A new thread that glibc gives the maker's descriptor has the
+ * maker's pthread_self(): with an empty slot 3.11 answers it right, but once
+ * its slot is a subinterpreter's state it looks, on 3.11, exactly like a
+ * thread holding the main GIL with a second state it made on itself
+ * (states_in_two_interpreters_on_one_thread), and is taken for the holder.
+ * Every thread of the case but the new ones is made before the maker ends,
+ * so that none of them takes its descriptor; a new thread without the
+ * maker's id stays unjoined until the end, so that the next one cannot get
+ * the same descriptor again. */
+
+enum { REUSE_TRIES = 16 };
+
+struct reused_id {
+    sem_t attacher_step, reuser_step, done;
+    PyInterpreterState *sub;
+    PyThreadState *made; /* by the maker, which then exits */
+    pthread_t maker;     /* its pthread_self(): made's thread_id on 3.11 */
+    int reused;          /* whether a new thread got the maker's id */
+    int attacher_pymem, empty_slot_pymem, sub_slot_pymem;
+};
+
+static void *exiting_maker(void *arg) {
+    struct reused_id *job = arg;
+    job->maker = pthread_self();
+    job->made = new_main_state(); /* bound to us, which had none */
+    return NULL;
+}
+
+static void *attacher_of_the_exited_makers_state(void *arg) {
+    struct reused_id *job = arg;
+    CHECK(sem_wait(&job->attacher_step) == 0); /* the maker has exited */
+    PyEval_RestoreThread(job->made);
+#if PY_VERSION_HEX < 0x030C0000
+    job->attacher_pymem = allocates_pymem(40);
+#else
+    job->attacher_pymem = -1; /* as in attaching_thread */
+#endif
+    CHECK(sem_post(&job->done) == 0);
+    CHECK(sem_wait(&job->attacher_step) == 0);
+    delete_current();
+    return NULL;
+}
+
+static void *thread_with_the_makers_id(void *arg) {
+    struct reused_id *job = arg;
+    if (!pthread_equal(pthread_self(), job->maker)) {
+        CHECK(sem_post(&job->done) == 0);
+        return NULL;
+    }
+    job->reused = 1;
+    job->empty_slot_pymem = allocates_pymem(40);
+    PyThreadState *own = PyThreadState_New(job->sub); /* bound to us */
+    CHECK(own != NULL);
+    job->sub_slot_pymem = allocates_pymem(40); /* PyMem_Free on 3.11, racing nobody: the holder is parked */
+    CHECK(sem_post(&job->done) == 0);
+    CHECK(sem_wait(&job->reuser_step) == 0); /* the attacher has ended made */
+    PyEval_RestoreThread(own);
+    delete_current();
+    return NULL;
+}
+
+static void made_by_a_maker_whose_id_is_reused(PyInterpreterState *sub) {
+    struct reused_id job = {.sub = sub, .attacher_pymem = -1, .empty_slot_pymem = -1, .sub_slot_pymem = -1};
+    CHECK(sem_init(&job.attacher_step, 0, 0) == 0 && sem_init(&job.reuser_step, 0, 0) == 0);
+    CHECK(sem_init(&job.done, 0, 0) == 0);
+    pthread_t attacher, maker, tries[REUSE_TRIES];
+    int tried = 0;
+    Py_BEGIN_ALLOW_THREADS
+    CHECK(pthread_create(&attacher, NULL, attacher_of_the_exited_makers_state, &job) == 0);
+    CHECK(pthread_create(&maker, NULL, exiting_maker, &job) == 0);
+    CHECK(pthread_join(maker, NULL) == 0); /* its descriptor is free for the next thread */
+    CHECK(sem_post(&job.attacher_step) == 0);
+    CHECK(sem_wait(&job.done) == 0); /* attached, parked */
+    while (!job.reused && tried < REUSE_TRIES) {
+        CHECK(pthread_create(&tries[tried++], NULL, thread_with_the_makers_id, &job) == 0);
+        CHECK(sem_wait(&job.done) == 0);
+    }
+    CHECK(sem_post(&job.attacher_step) == 0); /* the attacher ends made */
+    CHECK(pthread_join(attacher, NULL) == 0);
+    if (job.reused) {
+        CHECK(sem_post(&job.reuser_step) == 0);
+    }
+    for (int i = 0; i < tried; i++) {
+        CHECK(pthread_join(tries[i], NULL) == 0);
+    }
+    Py_END_ALLOW_THREADS
+    if (!job.reused) {
+        printf("  reused thread id: no new thread got the maker's id in %d tries; the case could not be made\n",
+               tried);
+        return;
+    }
+    printf("  reused thread id (try %d): new thread pymem %d with an empty slot, %d with a subinterpreter's; "
+           "attacher pymem %d\n",
+           tried, job.empty_slot_pymem, job.sub_slot_pymem, job.attacher_pymem);
+    CHECK(job.empty_slot_pymem == 0); /* every version */
+#if PY_VERSION_HEX < 0x030C0000
+    CHECK(job.sub_slot_pymem == 1); /* the rule's documented consequence */
+    CHECK(job.attacher_pymem == 0); /* sound: a private block */
+#else
+    CHECK(job.sub_slot_pymem == 0);
+#endif
+}
+
+static void thread_reusing_a_makers_id_is_taken_for_the_holder(void) {
+    with_subinterpreter(made_by_a_maker_whose_id_is_reused);
+}
+
 /* ---- family follows the GIL ---------------------------------------------- */
 
 enum { TOGGLERS = 4, TOGGLES = 2000 };
@@ -419,11 +588,13 @@ int main(void) {
 #else
     (void)maker_with_a_stale_slot_is_taken_for_the_holder;
 #endif
+    RUN(main_thread_lending_its_state_is_taken_for_the_holder);
     RUN(family_follows_the_gil);
     /* Last: on 3.11 a subinterpreter turns off PyGILState_Check, and with it
      * the debug hooks' GIL check, for the rest of the process. */
     RUN(states_in_two_interpreters_on_one_thread);
     RUN(maker_in_a_subinterpreter_is_taken_for_the_holder);
+    RUN(thread_reusing_a_makers_id_is_taken_for_the_holder);
     finish_interpreter();
     return 0;
 }
