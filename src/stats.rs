@@ -123,19 +123,36 @@ fn block_ref(block: *const CounterBlock) -> Option<&'static CounterBlock> {
 /// Adds one to `counter` for the calling thread.
 #[inline]
 pub(crate) fn bump(counter: Hot) {
-    let block = BLOCK.with(Cell::get);
-    match block_ref(block) {
+    bump_then(counter, ());
+}
+
+/// `bump`, then `value`: where the count is a function's last step, every
+/// path but the thread's own block is a tail call, so the caller keeps
+/// nothing live across a call and saves no registers.
+#[inline]
+pub(crate) fn bump_then<T>(counter: Hot, value: T) -> T {
+    match block_ref(BLOCK.with(Cell::get)) {
         Some(block) if !ptr::eq(block, &SHARED) => {
             // Only this thread writes its block, so load + store is exact and
             // compiles to a plain add; readers see each store whole.
             let count = &block.counts[counter as usize];
             count.store(count.load(Relaxed).wrapping_add(1), Relaxed);
+            value
         }
-        Some(_) => {
-            SHARED.counts[counter as usize].fetch_add(1, Relaxed);
-        }
-        None => bump_first(counter),
+        _ => bump_shared_or_first_then(counter, value),
     }
+}
+
+/// `bump_then` for a thread counting in `SHARED` or not counting yet.
+#[cold]
+#[inline(never)]
+fn bump_shared_or_first_then<T>(counter: Hot, value: T) -> T {
+    if BLOCK.with(Cell::get).is_null() {
+        bump_first(counter);
+    } else {
+        SHARED.counts[counter as usize].fetch_add(1, Relaxed);
+    }
+    value
 }
 
 /// The thread's first count: claims a block for as long as the thread lives

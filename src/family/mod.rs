@@ -27,7 +27,7 @@ pub(crate) mod overaligned;
 use core::ptr;
 
 use crate::cpython::{self, Attached, Interpreter, MainGil};
-use crate::private;
+use crate::private::{self, Found, PrivateBlock};
 use crate::pymem::{self, queue};
 
 /// Whose PyMem heap a block that is not private belongs to, where the
@@ -90,6 +90,13 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
     if cpython::certainly_not_attached_to_main() {
         return private::allocate(size, zeroed);
     }
+    allocate_asking(size, zeroed)
+}
+
+/// `allocate` where the quick read could not say "not attached": asks.
+/// Out of line, so that the quick path saves no registers.
+#[inline(never)]
+fn allocate_asking(size: usize, zeroed: bool) -> *mut u8 {
     match cpython::attached_interpreter() {
         Interpreter::Main(gil) => {
             cpython::confirm_quick_read(&gil);
@@ -116,8 +123,42 @@ pub(crate) unsafe fn is_pymem(block: *mut u8) -> bool {
 /// # Safety
 /// `block` is a live private block, or a live PyMem block of the heap `owner`
 /// names; nothing uses it afterwards.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn release(block: *mut u8, size: Option<usize>, owner: PyMemOwner) {
+    // SAFETY: a live block, as the caller promises.
+    match unsafe { private::classify_quickly(block) } {
+        Found::Private(private) => {
+            // SAFETY: the caller gives the block up.
+            if unsafe { !private.release_quickly(size) } {
+                // SAFETY: as above.
+                unsafe { release_private(private, size) }
+            }
+        }
+        // SAFETY: as the caller promises.
+        Found::Other => unsafe { release_pymem(block, size, owner) },
+        // SAFETY: as the caller promises.
+        Found::Unknown => unsafe { release_unclassified(block, size, owner) },
+    }
+}
+
+/// `release` of a private block that the thread's cache does not take
+/// without a call.
+///
+/// # Safety
+/// The block is live and given up.
+#[inline(never)]
+unsafe fn release_private(block: PrivateBlock, size: Option<usize>) {
+    // SAFETY: as the caller promises.
+    unsafe { block.release(size) }
+}
+
+/// `release` before this copy's private heap is set up.
+///
+/// # Safety
+/// As `release`.
+#[cold]
+#[inline(never)]
+unsafe fn release_unclassified(block: *mut u8, size: Option<usize>, owner: PyMemOwner) {
     // SAFETY: a live block, as the caller promises.
     match unsafe { private::classify(block) } {
         // SAFETY: the caller gives the block up.

@@ -92,20 +92,14 @@ impl Backend {
         }
     }
 
-    /// A 16-aligned block of `total` (> 32) bytes, zero-filled when
-    /// `zeroed`; NULL on failure.
+    /// A new 16-aligned block of `total` (> 32) bytes, zero-filled when
+    /// `zeroed`; NULL on failure. (`private::allocate` asks the thread's
+    /// cache first.)
     #[inline]
     pub(super) fn allocate(self, total: usize, zeroed: bool) -> *mut u8 {
         match self {
             #[cfg(feature = "mimalloc")]
-            Backend::Mimalloc => {
-                if !zeroed {
-                    if let Some(block) = thread_cache::take(total) {
-                        return block;
-                    }
-                }
-                mimalloc::allocate(total, zeroed)
-            }
+            Backend::Mimalloc => mimalloc::allocate(total, zeroed),
             Backend::Mapped => mapped::allocate(total, zeroed),
             Backend::System => system::allocate(total, zeroed),
         }

@@ -123,14 +123,61 @@ pub(crate) struct PrivateBlock {
 /// `p` is a live block of some allocator (any alignment, any header).
 #[inline]
 pub(crate) unsafe fn classify(p: *mut u8) -> Option<PrivateBlock> {
+    // SAFETY: as the caller promises.
+    match unsafe { classify_quickly(p) } {
+        Found::Private(block) => Some(block),
+        Found::Other => None,
+        // SAFETY: as the caller promises.
+        Found::Unknown => unsafe { classify_setting_up(p) },
+    }
+}
+
+/// `classify` on a copy whose private heap is not set up yet (then no block
+/// of its own exists, but another copy's may).
+///
+/// # Safety
+/// As `classify`.
+#[cold]
+#[inline(never)]
+unsafe fn classify_setting_up(p: *mut u8) -> Option<PrivateBlock> {
+    let cookie = cookie();
+    // SAFETY: as in `classify_quickly`: `p` is 16 mod 32.
+    let (owner_word, check) = unsafe { read_words(p) };
+    (check == cookie ^ p as usize ^ owner_word).then_some(PrivateBlock { user: p, owner_word })
+}
+
+/// What `classify_quickly` found.
+pub(crate) enum Found {
+    /// A private block.
+    Private(PrivateBlock),
+    /// Not a private block.
+    Other,
+    /// The private heap is not set up on this copy: `classify` answers.
+    Unknown,
+}
+
+/// `classify` without a call: `Found::Unknown` until this copy's private
+/// heap is set up (`classify` then sets it up and answers).
+///
+/// # Safety
+/// As `classify`.
+#[inline(always)]
+pub(crate) unsafe fn classify_quickly(p: *mut u8) -> Found {
     if p as usize % 32 != 16 {
-        return None;
+        return Found::Other;
     }
     // SAFETY: `p` is a live block (the caller's promise), so the page it is
     // on is mapped; it is 16 mod 32, so `p - 16` is on that same page (pages
     // are 4096-aligned and p mod 4096 >= 16): readable, whatever the block.
     let (owner_word, check) = unsafe { read_words(p) };
-    (check == cookie() ^ p as usize ^ owner_word).then_some(PrivateBlock { user: p, owner_word })
+    // Acquire: as in `cookie`.
+    match COOKIE.load(Acquire) {
+        0 => Found::Unknown,
+        cookie if check == cookie ^ p as usize ^ owner_word => {
+            Found::Private(PrivateBlock { user: p, owner_word })
+        }
+        _ => Found::Other,
+    }
 }
 
 /// Reads the owner and check words before `p`. Volatile, because for a
@@ -173,34 +220,37 @@ fn user_offset(start: *mut u8) -> usize {
 
 /// A private block of `size` bytes (at least 1 byte of backend room even
 /// for 0), 16-aligned, zero-filled by the backend when `zeroed`. NULL when
-/// out of memory. Always inlined, with mimalloc's path (the thread's cache
-/// first) taken with the backend a constant and the others out of line: the
-/// allocation path is the benchmark's hottest.
+/// out of memory. Always inlined, and only a block from the thread's cache
+/// is made inline: everything else is one call away (`allocate_uncached`),
+/// so the benchmark's hottest path saves no registers.
 #[inline(always)]
 pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
+    #[cfg(feature = "mimalloc")]
+    if !zeroed && size <= CACHED_SIZE {
+        if let Some(start) = thread_cache::take(size.max(1) + SLACK) {
+            // A cached block is a mimalloc block this copy made, so its
+            // private heap is set up and the cookie is known on this thread.
+            let cookie = COOKIE.load(core::sync::atomic::Ordering::Relaxed);
+            // SAFETY: a block of at least `size + SLACK` bytes that the cache
+            // gave up, not yet handed out.
+            return unsafe { made(start, Backend::Mimalloc, size, cookie) };
+        }
+    }
+    allocate_uncached(size, zeroed)
+}
+
+/// The largest user size whose backend block the thread's cache may hold.
+#[cfg(feature = "mimalloc")]
+const CACHED_SIZE: usize = LARGE - SLACK;
+
+/// `allocate` from a backend: mimalloc, a mapping, the system allocator.
+#[inline(never)]
+fn allocate_uncached(size: usize, zeroed: bool) -> *mut u8 {
     let Some(total) = backend_size(size) else {
         return ptr::null_mut();
     };
     let cookie = cookie();
-    match Backend::for_new(total) {
-        #[cfg(feature = "mimalloc")]
-        // SAFETY: a fresh block of `total` bytes from that backend (or NULL).
-        Backend::Mimalloc => unsafe {
-            made(
-                Backend::Mimalloc.allocate(total, zeroed),
-                Backend::Mimalloc,
-                size,
-                cookie,
-            )
-        },
-        other => allocate_elsewhere(other, total, size, zeroed, cookie),
-    }
-}
-
-/// `allocate` from a backend behind a call (a mapping, the system
-/// allocator).
-#[cfg_attr(feature = "mimalloc", cold, inline(never))]
-fn allocate_elsewhere(backend: Backend, total: usize, size: usize, zeroed: bool, cookie: usize) -> *mut u8 {
+    let backend = Backend::for_new(total);
     // SAFETY: a fresh block of `total` bytes from `backend` (or NULL).
     unsafe { made(backend.allocate(total, zeroed), backend, size, cookie) }
 }
@@ -216,10 +266,10 @@ unsafe fn made(start: *mut u8, backend: Backend, size: usize, cookie: usize) -> 
     if start.is_null() {
         return ptr::null_mut();
     }
-    stats::bump(Hot::PrivateAllocs);
     // SAFETY: as the caller promises, then the block just marked, of `size`
     // user bytes.
-    unsafe { traced(mark(start, backend, cookie), size, cookie) }
+    let user = unsafe { traced(mark(start, backend, cookie), size, cookie) };
+    stats::bump_then(Hot::PrivateAllocs, user)
 }
 
 /// Shows the freshly marked block `user` of `size` user bytes to
@@ -335,6 +385,48 @@ impl PrivateBlock {
     unsafe fn unmark(self) {
         // SAFETY: the check word lies inside the live backend block.
         unsafe { self.user.sub(8).cast::<usize>().write(0) };
+    }
+
+    /// Releases the block into the thread's cache when this copy made it
+    /// with mimalloc, untraced, and the cache has room for it with no call:
+    /// true then. False otherwise, with nothing changed, and `release`
+    /// answers. No call at all on the way to true, so the benchmark's
+    /// hottest free saves no registers. `size` as for `release`.
+    ///
+    /// # Safety
+    /// As `release`, when true is returned.
+    #[inline(always)]
+    pub(crate) unsafe fn release_quickly(self, size: Option<usize>) -> bool {
+        #[cfg(feature = "mimalloc")]
+        {
+            let Some(size) = size else {
+                return false;
+            };
+            // This copy's own owner word, naming mimalloc and no tracemalloc
+            // trace: nothing but the placement flag besides `OWNER`.
+            if size > CACHED_SIZE || self.owner_word & !STARTS_32_BEFORE != ptr::addr_of!(OWNER) as usize {
+                return false;
+            }
+            let total = size.max(1) + SLACK;
+            let Some(held) = thread_cache::room_for(total) else {
+                return false;
+            };
+            // SAFETY: a live block of this copy, given up: its mark cleared
+            // first (`push` may write over the check word), then its
+            // mimalloc block of at least `total` bytes (`size` is a lower
+            // bound of its user size) kept, in the room `room_for` found.
+            unsafe {
+                self.unmark();
+                thread_cache::push(self.start(), total, held);
+            }
+            stats::bump(Hot::PrivateFrees);
+            true
+        }
+        #[cfg(not(feature = "mimalloc"))]
+        {
+            let _ = size;
+            false
+        }
     }
 
     /// Releases the block, from any thread. `size` is a lower bound of the

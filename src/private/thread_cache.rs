@@ -25,6 +25,10 @@ const BUDGET: usize = 1 << 20;
 const CLASSES: usize = 25;
 /// `HELD` once the thread's locals are being torn down: keep nothing more.
 const GONE: usize = usize::MAX;
+/// `HELD` until the thread is watched to its exit (`sys/thread_exit.rs`),
+/// which its first kept block asks for. Like `GONE`, above any budget, so
+/// one compare sends both to `keep`'s slow path.
+const UNWATCHED: usize = usize::MAX - 1;
 
 /// The head of a class's list, written into the free block itself.
 #[repr(C)]
@@ -37,8 +41,8 @@ thread_local! {
     /// Each class's list of free blocks. No destructor: a plain thread-local
     /// access on the allocation path.
     static HEADS: [Cell<*mut Entry>; CLASSES] = const { [const { Cell::new(ptr::null_mut()) }; CLASSES] };
-    /// The bytes this thread keeps, or `GONE`.
-    static HELD: Cell<usize> = const { Cell::new(0) };
+    /// The bytes this thread keeps, `UNWATCHED` or `GONE`.
+    static HELD: Cell<usize> = const { Cell::new(UNWATCHED) };
 }
 
 /// The thread is exiting (`sys/thread_exit.rs`): empties the cache, for good.
@@ -76,10 +80,8 @@ fn class(size: usize) -> usize {
 /// in `total`'s class; it leaves the cache.
 #[inline]
 pub(super) fn take(total: usize) -> Option<*mut u8> {
-    let held = HELD.with(Cell::get);
-    if held == 0 || held == GONE {
-        return None;
-    }
+    // No need to read `HELD` first: an empty cache, or one emptied for good
+    // (`GONE`), has every list empty.
     HEADS.with(|heads| {
         let head = heads.get(class(total))?;
         let entry = head.get();
@@ -96,28 +98,60 @@ pub(super) fn take(total: usize) -> Option<*mut u8> {
     })
 }
 
+/// What the thread keeps, when a block of `capacity` bytes fits beside it
+/// in the budget and the thread is watched: `push` may then keep the block
+/// with no call. None otherwise, and the caller asks `keep`.
+#[inline(always)]
+pub(super) fn room_for(capacity: usize) -> Option<usize> {
+    let held = HELD.with(Cell::get);
+    // `UNWATCHED` and `GONE` exceed any budget.
+    (capacity <= BUDGET && held <= BUDGET - capacity).then_some(held)
+}
+
 /// Keeps a free block of at least `capacity` bytes for this thread's next
 /// allocations, emptying the cache first when the block does not fit its
-/// budget; false when it is too large (or the thread is exiting), and the
+/// budget, and asking for the thread to be watched to its exit on its first
+/// block; false when it is too large (or the thread is exiting), and the
 /// caller frees it.
 ///
 /// # Safety
 /// `block` is a live mimalloc block of at least `capacity` (>= 16) bytes
 /// that the caller gives up; `capacity` is at most `backend::LARGE` (the
 /// cache's promise to keep little: `sys/thread_exit.rs`).
-#[inline]
+#[inline(never)]
 pub(super) unsafe fn keep(block: *mut u8, capacity: usize) -> bool {
+    if let Some(held) = room_for(capacity) {
+        // SAFETY: as the caller promises; the room was checked.
+        unsafe { push(block, capacity, held) };
+        return true;
+    }
     let mut held = HELD.with(Cell::get);
     if held == GONE || class(capacity) >= CLASSES {
         return false;
+    }
+    if held == UNWATCHED {
+        if !thread_exit::watched(Keeper::Cache, thread_exits) {
+            return false;
+        }
+        held = 0;
     }
     if held + capacity > BUDGET && held > 0 {
         empty();
         held = 0;
     }
-    if held == 0 && !thread_exit::watched(Keeper::Cache, thread_exits) {
-        return false;
-    }
+    // SAFETY: as the caller promises; the class was checked above.
+    unsafe { push(block, capacity, held) };
+    true
+}
+
+/// Puts a free block at the head of its class's list; the thread keeps
+/// `held` bytes before it.
+///
+/// # Safety
+/// As `keep`, and `room_for(capacity)` answered `held`, or `keep` checked
+/// the class and the budget.
+#[inline(always)]
+pub(super) unsafe fn push(block: *mut u8, capacity: usize, held: usize) {
     HEADS.with(|heads| {
         let head = &heads[class(capacity)];
         let entry = block.cast::<Entry>();
@@ -131,7 +165,6 @@ pub(super) unsafe fn keep(block: *mut u8, capacity: usize) -> bool {
         head.set(entry);
     });
     HELD.with(|cell| cell.set(held + capacity));
-    true
 }
 
 #[cfg(test)]
