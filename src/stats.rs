@@ -128,7 +128,7 @@ pub(crate) fn bump(counter: Hot) {
 
 /// `bump`, then `value`: where the count is a function's last step, every
 /// path but the thread's own block is a tail call, so the caller keeps
-/// nothing live across a call and saves no registers.
+/// nothing live across a call.
 #[inline]
 pub(crate) fn bump_then<T>(counter: Hot, value: T) -> T {
     match block_ref(BLOCK.with(Cell::get)) {

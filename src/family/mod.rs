@@ -94,7 +94,7 @@ pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
 }
 
 /// `allocate` where the quick read could not say "not attached": asks.
-/// Out of line, so that the quick path saves no registers.
+/// Out of line, so that the quick path holds no call of its own.
 #[inline(never)]
 fn allocate_asking(size: usize, zeroed: bool) -> *mut u8 {
     match cpython::attached_interpreter() {

@@ -10,7 +10,7 @@
 //! address space, which fails under `ulimit -v`.
 //!
 //! In front of it, each thread keeps a cache of the blocks it freed
-//! (`thread_cache.rs`; `backend.rs` puts it there).
+//! (`thread_cache.rs`; `private/mod.rs` asks it first and fills it).
 
 use core::ffi::{c_int, c_long, c_void};
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};

@@ -136,7 +136,8 @@ pub(crate) unsafe fn classify(p: *mut u8) -> Option<PrivateBlock> {
 /// of its own exists, but another copy's may).
 ///
 /// # Safety
-/// As `classify`.
+/// As `classify`, and `p` is 16 mod 32 (`classify_quickly` answered
+/// `Found::Unknown`).
 #[cold]
 #[inline(never)]
 unsafe fn classify_setting_up(p: *mut u8) -> Option<PrivateBlock> {
@@ -152,7 +153,8 @@ pub(crate) enum Found {
     Private(PrivateBlock),
     /// Not a private block.
     Other,
-    /// The private heap is not set up on this copy: `classify` answers.
+    /// The private heap is not set up on this copy, and `p` is 16 mod 32:
+    /// `classify` answers.
     Unknown,
 }
 
@@ -222,7 +224,10 @@ fn user_offset(start: *mut u8) -> usize {
 /// for 0), 16-aligned, zero-filled by the backend when `zeroed`. NULL when
 /// out of memory. Always inlined, and only a block from the thread's cache
 /// is made inline: everything else is one call away (`allocate_uncached`),
-/// so the benchmark's hottest path saves no registers.
+/// so that the hottest path holds no call of pyalloc's own. (In a shared
+/// object, where pyalloc lives in an extension module, the thread-locals
+/// it reads may still cost a `__tls_get_addr` call each; in an executable,
+/// as in the benchmark, they cost none.)
 #[inline(always)]
 pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
     #[cfg(feature = "mimalloc")]
@@ -388,13 +393,14 @@ impl PrivateBlock {
     }
 
     /// Releases the block into the thread's cache when this copy made it
-    /// with mimalloc, untraced, and the cache has room for it with no call:
-    /// true then. False otherwise, with nothing changed, and `release`
-    /// answers. No call at all on the way to true, so the benchmark's
-    /// hottest free saves no registers. `size` as for `release`.
+    /// with mimalloc, untraced, and the cache has room for it: true then.
+    /// False otherwise, with nothing changed, and `release` answers. No call
+    /// of pyalloc's own on the way to true (thread-locals as in
+    /// `allocate`). `size` as for `release`.
     ///
     /// # Safety
-    /// As `release`, when true is returned.
+    /// As `release`: the caller gives the block up, and uses it no more
+    /// once true is returned.
     #[inline(always)]
     pub(crate) unsafe fn release_quickly(self, size: Option<usize>) -> bool {
         #[cfg(feature = "mimalloc")]

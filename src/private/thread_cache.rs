@@ -86,7 +86,7 @@ pub(super) fn take(total: usize) -> Option<*mut u8> {
         let head = heads.get(class(total))?;
         let entry = head.get();
         // SAFETY: a non-NULL head is a free block this cache owns, holding an
-        // Entry written by `keep`.
+        // Entry written by `push`.
         if entry.is_null() || unsafe { (*entry).capacity } < total {
             return None;
         }
@@ -111,8 +111,8 @@ pub(super) fn room_for(capacity: usize) -> Option<usize> {
 /// Keeps a free block of at least `capacity` bytes for this thread's next
 /// allocations, emptying the cache first when the block does not fit its
 /// budget, and asking for the thread to be watched to its exit on its first
-/// block; false when it is too large (or the thread is exiting), and the
-/// caller frees it.
+/// block; false when it is too large, or the thread is exiting or cannot be
+/// watched, and the caller frees it.
 ///
 /// # Safety
 /// `block` is a live mimalloc block of at least `capacity` (>= 16) bytes
