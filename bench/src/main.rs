@@ -7,7 +7,8 @@
 //! `pyalloc-bench [--quick] [--json PATH] [--case N]` (`--case` runs one
 //! case, to profile it; case 7 runs this binary again as
 //! `--burst-child ALLOCATOR`, one child process per sample); `scripts/bench.sh` runs it for
-//! every CPython it reports on. Timing never fails the program: a missed
+//! every CPython it reports on. `--pair-loop PAIRS SIZE [--gil]` runs
+//! pyalloc's pair alone, for `scripts/count-instructions.sh`. Timing never fails the program: a missed
 //! target is printed as missed. It fails only when a case goes wrong (a NULL,
 //! a hand-off that copied).
 
@@ -43,6 +44,15 @@ fn main() {
             "--quick" => quick = true,
             "--json" => json_path = Some(args.next().expect("--json takes a path")),
             "--case" => only = Some(args.next().expect("--case takes a case number, 1 to 7")),
+            "--pair-loop" => {
+                let mut number = || args.next().and_then(|arg| arg.parse().ok());
+                let (Some(pairs), Some(size)) = (number(), number()) else {
+                    eprintln!("usage: pyalloc-bench --pair-loop PAIRS SIZE [--gil]");
+                    std::process::exit(2);
+                };
+                pair_loop(pairs, size, args.next().as_deref() == Some("--gil"));
+                return;
+            }
             "--burst-child" => {
                 // No interpreter: the burst's threads are plain threads.
                 cases::burst_child(&args.next().expect("--burst-child takes an allocator"));
@@ -368,6 +378,38 @@ fn cpu_model() -> String {
                 .map(|(_, model)| model.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// `--pair-loop PAIRS SIZE [--gil]`: `PAIRS` alloc+free pairs of `SIZE`
+/// bytes through `pyalloc::PyAlloc` alone, the GIL held or released, for
+/// an instruction count (`scripts/count-instructions.sh`: the difference of
+/// two counts, so that start-up cancels out). Not timed.
+fn pair_loop(pairs: usize, size: usize, gil: bool) {
+    use std::alloc::{GlobalAlloc, Layout};
+    let layout = Layout::from_size_align(size.max(1), 8).expect("a size below isize::MAX");
+    // SAFETY: initialised once, on this thread, which keeps the GIL unless
+    // `gil` is false (released below, taken back before the end).
+    unsafe { ffi::Py_InitializeEx(0) };
+    let pair = || {
+        // SAFETY: a block of `layout` from PyAlloc, freed by it with the
+        // same layout (NULL is checked: out of memory is a failed run).
+        unsafe {
+            let block = pyalloc::PyAlloc.alloc(layout);
+            assert!(!block.is_null(), "out of memory");
+            pyalloc::PyAlloc.dealloc(std::hint::black_box(block), layout);
+        }
+    };
+    // Under the GIL first: it confirms the quick "not attached" read.
+    pair();
+    // SAFETY: this thread holds the GIL; it takes it back below.
+    let saved = (!gil).then(|| unsafe { ffi::PyEval_SaveThread() });
+    for _ in 0..pairs {
+        pair();
+    }
+    if let Some(saved) = saved {
+        // SAFETY: the state this thread released above.
+        unsafe { ffi::PyEval_RestoreThread(saved) };
+    }
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
