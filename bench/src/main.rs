@@ -385,12 +385,28 @@ fn cpu_model() -> String {
 /// an instruction count (`scripts/count-instructions.sh`: the difference of
 /// two counts, so that start-up cancels out). Not timed.
 fn pair_loop(pairs: usize, size: usize, gil: bool) {
-    use std::alloc::{GlobalAlloc, Layout};
+    use std::alloc::Layout;
     let layout = Layout::from_size_align(size.max(1), 8).expect("a size below isize::MAX");
     // SAFETY: initialised once, on this thread, which keeps the GIL unless
     // `gil` is false (released below, taken back before the end).
     unsafe { ffi::Py_InitializeEx(0) };
-    let pair = || {
+    // Under the GIL first: it confirms the quick "not attached" read.
+    pairs_of(layout, 1);
+    // SAFETY: this thread holds the GIL; it takes it back below.
+    let saved = (!gil).then(|| unsafe { ffi::PyEval_SaveThread() });
+    pairs_of(layout, pairs);
+    if let Some(saved) = saved {
+        // SAFETY: the state this thread released above.
+        unsafe { ffi::PyEval_RestoreThread(saved) };
+    }
+}
+
+/// `pairs` alloc+free pairs of `layout` through `PyAlloc`, in one loop as
+/// case 1 runs them (`cases/pairs.rs`), so that they inline alike.
+#[inline(never)]
+fn pairs_of(layout: std::alloc::Layout, pairs: usize) {
+    use std::alloc::GlobalAlloc;
+    for _ in 0..pairs {
         // SAFETY: a block of `layout` from PyAlloc, freed by it with the
         // same layout (NULL is checked: out of memory is a failed run).
         unsafe {
@@ -398,17 +414,6 @@ fn pair_loop(pairs: usize, size: usize, gil: bool) {
             assert!(!block.is_null(), "out of memory");
             pyalloc::PyAlloc.dealloc(std::hint::black_box(block), layout);
         }
-    };
-    // Under the GIL first: it confirms the quick "not attached" read.
-    pair();
-    // SAFETY: this thread holds the GIL; it takes it back below.
-    let saved = (!gil).then(|| unsafe { ffi::PyEval_SaveThread() });
-    for _ in 0..pairs {
-        pair();
-    }
-    if let Some(saved) = saved {
-        // SAFETY: the state this thread released above.
-        unsafe { ffi::PyEval_RestoreThread(saved) };
     }
 }
 
