@@ -286,16 +286,22 @@ static void *maker_thread(void *arg) {
     return NULL;
 }
 
+/* Whether a thread that attached a state another thread made gets a PyMem
+ * block: on 3.11 it asks; 3.12+'s debug hooks refuse PyMem there
+ * (PyGILState_Check() compares with the maker's binding), so it answers -1
+ * without asking. family_follows_the_gil covers 3.12+. */
+static int attacher_pymem(void) {
+#if PY_VERSION_HEX < 0x030C0000
+    return allocates_pymem(40);
+#else
+    return -1;
+#endif
+}
+
 static void *attaching_thread(void *arg) {
     struct made_elsewhere *job = arg;
     PyEval_RestoreThread(job->made);
-#if PY_VERSION_HEX < 0x030C0000
-    job->attacher_pymem = allocates_pymem(40);
-#else
-    /* 3.12+'s debug hooks refuse PyMem here: PyGILState_Check() compares
-     * with the maker's binding. family_follows_the_gil covers 3.12+. */
-    job->attacher_pymem = -1;
-#endif
+    job->attacher_pymem = attacher_pymem();
     CHECK(sem_post(&job->done) == 0);
     CHECK(sem_wait(&job->attacher_step) == 0);
     delete_current();
@@ -388,13 +394,7 @@ struct lent_state {
 static void *borrowing_thread(void *arg) {
     struct lent_state *job = arg;
     PyEval_RestoreThread(job->main_state);
-#if PY_VERSION_HEX < 0x030C0000
-    job->attacher_pymem = allocates_pymem(40);
-#else
-    /* As in attaching_thread: 3.12+'s debug hooks refuse PyMem here, the
-     * state being bound to the main thread. */
-    job->attacher_pymem = -1;
-#endif
+    job->attacher_pymem = attacher_pymem();
     CHECK(sem_post(&job->attached) == 0);
     CHECK(sem_wait(&job->give_back) == 0);
     CHECK(PyEval_SaveThread() == job->main_state);
@@ -460,11 +460,7 @@ static void *attacher_of_the_exited_makers_state(void *arg) {
     struct reused_id *job = arg;
     CHECK(sem_wait(&job->attacher_step) == 0); /* the maker has exited */
     PyEval_RestoreThread(job->made);
-#if PY_VERSION_HEX < 0x030C0000
-    job->attacher_pymem = allocates_pymem(40);
-#else
-    job->attacher_pymem = -1; /* as in attaching_thread */
-#endif
+    job->attacher_pymem = attacher_pymem();
     CHECK(sem_post(&job->done) == 0);
     CHECK(sem_wait(&job->attacher_step) == 0);
     delete_current();
