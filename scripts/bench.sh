@@ -29,11 +29,8 @@ mkdir -p "$out"
 
 results=()
 for minor in "${minors[@]}"; do
-    python=$(find_python "$minor")
-    if [ -z "$python" ]; then
-        echo "bench: no CPython 3.${minor} found, skipped" >&2
-        continue
-    fi
+    python=$(find_python_or_skip bench "$minor")
+    [ -n "$python" ] || continue
     json="$out/results-3.${minor}.json"
     PYO3_PYTHON="$python" CARGO_TARGET_DIR="target/bench/py3${minor}" \
         cargo run --quiet --release --manifest-path bench/Cargo.toml -- "${quick[@]}" --json "$json"

@@ -35,11 +35,8 @@ count() {
 }
 
 for minor in "${minors[@]}"; do
-    python=$(find_python "$minor")
-    if [ -z "$python" ]; then
-        echo "count-instructions: no CPython 3.${minor} found, skipped" >&2
-        continue
-    fi
+    python=$(find_python_or_skip count-instructions "$minor")
+    [ -n "$python" ] || continue
     target="target/bench/py3${minor}"
     PYO3_PYTHON="$python" CARGO_TARGET_DIR="$target" \
         cargo build --quiet --release --manifest-path bench/Cargo.toml

@@ -16,6 +16,15 @@ find_python() {
     command -v "python3.${minor}" 2>/dev/null || true
 }
 
+# find_python, or, when there is none, a line on stderr saying that TOOL
+# skips 3.<minor> (and nothing on stdout): for loops over minor versions.
+find_python_or_skip() {
+    local tool=$1 minor=$2 python
+    python=$(find_python "$minor")
+    [ -n "$python" ] || echo "${tool}: no CPython 3.${minor} found, skipped" >&2
+    echo "$python"
+}
+
 # "py311" for an interpreter.
 python_tag() {
     "$1" -c 'import sys; print("py%d%d" % sys.version_info[:2])'
