@@ -222,6 +222,14 @@ fn backend_size(size: usize) -> Option<usize> {
     size.max(1).checked_add(SLACK)
 }
 
+/// `backend_size` where `size` cannot overflow: a live block's, or one at
+/// most `CACHED_SIZE`. Unchecked, which keeps the hot paths free of a
+/// branch.
+#[inline(always)]
+fn backend_size_unchecked(size: usize) -> usize {
+    size.max(1) + SLACK
+}
+
 /// Where the user pointer goes in a 16-aligned backend block: 16 or 32
 /// bytes in, whichever is 16 mod 32.
 #[inline]
@@ -245,7 +253,7 @@ fn user_offset(start: *mut u8) -> usize {
 pub(crate) fn allocate(size: usize, zeroed: bool) -> *mut u8 {
     #[cfg(feature = "mimalloc")]
     if !zeroed && size <= CACHED_SIZE {
-        if let Some(start) = thread_cache::take(size.max(1) + SLACK) {
+        if let Some(start) = thread_cache::take(backend_size_unchecked(size)) {
             // A cached block is a mimalloc block this copy made, so its
             // private heap is set up and the cookie is known on this thread.
             let cookie = COOKIE.load(core::sync::atomic::Ordering::Relaxed);
@@ -426,7 +434,7 @@ impl PrivateBlock {
             if size > CACHED_SIZE || self.owner_word & !STARTS_32_BEFORE != ptr::addr_of!(OWNER) as usize {
                 return false;
             }
-            let total = size.max(1) + SLACK;
+            let total = backend_size_unchecked(size);
             let Some(held) = thread_cache::room_for(total) else {
                 return false;
             };
@@ -462,9 +470,9 @@ impl PrivateBlock {
                 self.untrace();
                 // SAFETY: the block is live (this function's own contract).
                 unsafe { self.unmark() };
-                // A live block's size cannot overflow, and an unchecked add
-                // keeps the free path free of a branch to `mi_usable_size`.
-                let total = size.map(|size| size.max(1) + SLACK);
+                // A live block's size cannot overflow; unchecked, the free
+                // path holds no branch to `mi_usable_size`.
+                let total = size.map(backend_size_unchecked);
                 // SAFETY: this copy's backend block, given up by the caller,
                 // released by the backend that made it.
                 unsafe { self.backend().release(self.start(), total) }
